@@ -1,0 +1,81 @@
+"""tracekit: traces of agent runs in Parquet, SQL through DuckDB, a sandbox, evals and a trace-fed optimizer.
+
+    import tracekit
+
+    @tracekit.trace(kind="agent")
+    def answer(question: str) -> str: ...
+
+    answer("What is 2+2?")
+    tracekit.query("SELECT name, duration_ms FROM spans").pl()
+
+Importing tracekit is light: DuckDB, PyArrow and FastAPI load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._config import Settings, configure, experiment, flush, get_settings, shutdown
+from ._decorators import SpanHandle, current_trace_id, log_metric, span, trace
+from ._errors import (
+    CollectorError,
+    ConfigError,
+    EvalError,
+    OptimizerError,
+    QueryError,
+    SandboxError,
+    StoreError,
+    TracekitError,
+)
+
+__version__ = "0.1.0"
+
+# Names loaded on first use (they import duckdb / pyarrow / anthropic): name -> (module, attribute).
+_LAZY: dict[str, tuple[str, str]] = {
+    "query": ("tracekit._query", "query"),
+    "Store": ("tracekit._store", "Store"),
+}
+
+if TYPE_CHECKING:
+    from ._query import query as query
+    from ._store import Store as Store
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'tracekit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted([
+    "CollectorError",
+    "ConfigError",
+    "EvalError",
+    "OptimizerError",
+    "QueryError",
+    "SandboxError",
+    "Settings",
+    "SpanHandle",
+    "Store",
+    "StoreError",
+    "TracekitError",
+    "configure",
+    "current_trace_id",
+    "experiment",
+    "flush",
+    "get_settings",
+    "log_metric",
+    "query",
+    "shutdown",
+    "span",
+    "trace",
+])

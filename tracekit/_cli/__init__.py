@@ -1,0 +1,1 @@
+"""The `tracekit` command: one typer group, one module per noun (see main.py)."""

@@ -1,0 +1,88 @@
+"""Helpers shared by the CLI modules: the home option, output formats, error handling."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="TRACEKIT_HOME", help="Store folder (default ./.tracekit).", show_default=False),
+]
+
+console = Console(highlight=False, soft_wrap=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, *, max_width: int = 60) -> str | None:
+    """Print or return rows in `fmt` (table | csv | json | jsonl). Returns text for csv/json."""
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, (jsonable(v) for v in r))) for r in rows], ensure_ascii=False, indent=None)
+    if fmt == "jsonl":
+        return "\n".join(json.dumps(dict(zip(columns, (jsonable(v) for v in r))), ensure_ascii=False) for r in rows)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if v is None else (json.dumps(jsonable(v)) if isinstance(v, (dict, list)) else jsonable(v)) for v in r])
+        return buf.getvalue().rstrip("\n")
+    from rich.table import Table
+
+    table = Table(show_lines=False, header_style="bold")
+    for c in columns:
+        table.add_column(c, overflow="fold", max_width=max_width)
+    for r in rows:
+        table.add_row(*[short(v, max_width * 3) for v in r])
+    console.print(table)
+    console.print(f"[dim]{len(rows)} row{'s' if len(rows) != 1 else ''}[/dim]")
+    return None
+
+
+def short(value: Any, limit: int = 120) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (dt.datetime,)):
+        text = value.isoformat(sep=" ", timespec="milliseconds")
+    else:
+        text = value if isinstance(value, str) else json.dumps(jsonable(value), ensure_ascii=False)
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    err_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def emit(text: str | None) -> None:
+    if text is not None:
+        sys.stdout.write(text + "\n")

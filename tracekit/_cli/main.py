@@ -1,0 +1,73 @@
+"""The `tracekit` command. Each noun lives in its own module exposing `register(app)`.
+
+    tracekit sql "SELECT name, count(*) FROM spans GROUP BY 1"
+    tracekit traces list
+    tracekit --help
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from .._errors import TracekitError
+
+app = typer.Typer(
+    name="tracekit",
+    help="Traces of agent runs in Parquet, SQL through DuckDB, a sandbox, evals and a trace-fed optimizer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# One module per noun, each with register(app). Keep sorted.
+COMMANDS = [
+    "tracekit._cli.demo",
+    "tracekit._cli.sql",
+    "tracekit._cli.store",
+    "tracekit._cli.traces",
+]
+
+for _mod in COMMANDS:
+    importlib.import_module(_mod).register(app)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        from .. import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: expected errors print one clear message (no traceback) and exit 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except TracekitError as exc:
+        from ._common import err_console
+
+        err_console.print("error: " + str(exc), markup=False)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

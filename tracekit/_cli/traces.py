@@ -1,0 +1,118 @@
+"""`tracekit traces list|show`: browse traces."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from .._errors import QueryError
+from ._common import HomeOption, console, emit, render_rows, short
+
+app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="traces")
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@app.command("list")
+def list_cmd(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 20,
+    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment id.")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    home: HomeOption = None,
+) -> None:
+    """List recent traces. Example: tracekit traces list --errors -n 5"""
+    from .._query import Database
+
+    where = []
+    if project:
+        where.append(f"project = {_q(project)}")
+    if experiment:
+        where.append(f"experiment_id = {_q(experiment)}")
+    if errors:
+        where.append("error_count > 0")
+    sql = (
+        "SELECT trace_id, name, kind, project, experiment_id, start_time, round(duration_ms, 2) AS duration_ms, "
+        "span_count AS spans, error_count AS errors FROM traces"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY start_time DESC LIMIT {int(limit)}"
+    )
+    rel = Database(home).sql(sql)
+    emit(render_rows(rel.columns, rel.fetchall(), fmt))
+
+
+def resolve_trace_id(db: Any, prefix: str) -> str:
+    """A full trace id from a unique prefix (as git does for commits)."""
+    if not all(c in "0123456789abcdef" for c in prefix.lower()) or not prefix:
+        raise QueryError(f"{prefix!r} is not a trace id (hex digits); find one with: tracekit traces list")
+    rows = db.sql(f"SELECT DISTINCT trace_id FROM spans WHERE trace_id LIKE {_q(prefix.lower() + '%')} LIMIT 2").fetchall()
+    if not rows:
+        raise QueryError(f"no trace with id {prefix!r}; find one with: tracekit traces list")
+    if len(rows) > 1:
+        raise QueryError(f"trace id prefix {prefix!r} is ambiguous; give more digits")
+    return str(rows[0][0])
+
+
+@app.command("show")
+def show_cmd(
+    trace_id: Annotated[str, typer.Argument(help="A trace id or a unique prefix of one.")],
+    width: Annotated[int, typer.Option(help="Characters of input/output to show per span.")] = 100,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="tree | json")] = "tree",
+    home: HomeOption = None,
+) -> None:
+    """Show a trace as a tree of spans with durations, status, inputs and outputs."""
+    from rich.tree import Tree
+
+    from .._query import Database
+
+    db = Database(home)
+    tid = resolve_trace_id(db, trace_id)
+    rel = db.sql(
+        "SELECT span_id, parent_span_id, name, kind, status, status_message, duration_ms, start_time, input, output, "
+        f"experiment_id, attributes FROM spans WHERE trace_id = {_q(tid)} ORDER BY start_time"
+    )
+    cols = rel.columns
+    rows = [dict(zip(cols, r)) for r in rel.fetchall()]
+    if fmt == "json":
+        emit(render_rows(cols, [list(r.values()) for r in rows], "json"))
+        return
+    by_parent: dict[str | None, list[dict[str, Any]]] = {}
+    ids = {r["span_id"] for r in rows}
+    for r in rows:
+        parent = r["parent_span_id"] if r["parent_span_id"] in ids else None
+        by_parent.setdefault(parent, []).append(r)
+
+    def label(r: dict[str, Any]) -> str:
+        status = "[red]✗ error[/red]" if r["status"] == "error" else "[green]✓[/green]"
+        text = f"[bold]{r['name']}[/bold] [dim]{r['kind']}[/dim] {r['duration_ms']:.1f} ms {status}"
+        if r["status"] == "error" and r["status_message"]:
+            text += f" [red]{short(r['status_message'], width)}[/red]"
+        if r["input"] is not None:
+            text += f"\n  [cyan]in [/cyan] {_esc(short(r['input'], width))}"
+        if r["output"] is not None:
+            text += f"\n  [magenta]out[/magenta] {_esc(short(r['output'], width))}"
+        return text
+
+    total = max((r["duration_ms"] for r in rows), default=0.0)
+    tree = Tree(f"trace [bold]{tid}[/bold] · {len(rows)} spans · {total:.1f} ms")
+
+    def add(node: Any, parent: str | None) -> None:
+        for r in by_parent.get(parent, []):
+            add(node.add(label(r)), r["span_id"])
+
+    add(tree, None)
+    console.print(tree)
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

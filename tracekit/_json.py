@@ -1,0 +1,109 @@
+"""JSON for captured inputs and outputs: never raises, stays valid JSON under a size cap.
+
+`dumps_capped(obj, cap)` serialises anything: dataclasses, pydantic models, sets, bytes, enums,
+paths and arbitrary objects (as their repr). When the text is over `cap` characters, long strings
+and lists inside the value are shortened (with a marker saying how much was cut) until it fits, so
+the stored text is still JSON that `json_extract` can read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+_SCRUB_KEYS = re.compile(
+    r"(api[-_]?key|apikey|password|passwd|secret|token|authorization|auth[-_]?header|cookie|session[-_]?key|private[-_]?key|credit[-_]?card)",
+    re.IGNORECASE,
+)
+REDACTED = "[REDACTED]"
+MAX_DEPTH = 12
+
+
+def to_jsonable(obj: Any, *, scrub: bool = True, _depth: int = 0) -> Any:
+    """A structure of dict/list/str/int/float/bool/None that json.dumps accepts."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if _depth >= MAX_DEPTH:
+        return _short_repr(obj)
+    d = _depth + 1
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            key = k if isinstance(k, str) else str(k)
+            out[key] = REDACTED if scrub and _SCRUB_KEYS.search(key) and v is not None else to_jsonable(v, scrub=scrub, _depth=d)
+        return out
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
+        return [to_jsonable(v, scrub=scrub, _depth=d) for v in items]
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return f"<bytes len={len(obj)}>"
+    if isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value, scrub=scrub, _depth=d)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, scrub=scrub, _depth=d)
+    dump = getattr(obj, "model_dump", None)  # pydantic v2 (and the anthropic SDK's types)
+    if callable(dump) and not isinstance(obj, type):
+        try:
+            return to_jsonable(dump(), scrub=scrub, _depth=d)
+        except Exception:
+            pass
+    isoformat = getattr(obj, "isoformat", None)  # datetime, date, time
+    if callable(isoformat) and not isinstance(obj, type):
+        try:
+            return str(isoformat())
+        except Exception:
+            pass
+    return _short_repr(obj)
+
+
+def _short_repr(obj: Any, limit: int = 200) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<{type(obj).__qualname__} (repr failed)>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _shrink(value: Any, max_str: int, max_items: int) -> Any:
+    if isinstance(value, str):
+        if len(value) > max_str:
+            return value[:max_str] + f"…[+{len(value) - max_str} chars]"
+        return value
+    if isinstance(value, list):
+        head = [_shrink(v, max_str, max_items) for v in value[:max_items]]
+        if len(value) > max_items:
+            head.append(f"…[+{len(value) - max_items} items]")
+        return head
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {k: _shrink(v, max_str, max_items) for k, v in items[:max_items]}
+        if len(items) > max_items:
+            out["…"] = f"[+{len(items) - max_items} keys]"
+        return out
+    return value
+
+
+def dumps_capped(obj: Any, cap: int = 65536, *, scrub: bool = True, already_jsonable: bool = False) -> str:
+    """Serialise `obj` to JSON text of at most about `cap` characters (always valid JSON)."""
+    value = obj if already_jsonable else to_jsonable(obj, scrub=scrub)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if len(text) <= cap:
+        return text
+    max_str, max_items = max(cap // 4, 16), 256
+    while max_str > 16 or max_items > 4:
+        text = json.dumps(_shrink(value, max_str, max_items), ensure_ascii=False, separators=(",", ":"))
+        if len(text) <= cap:
+            return text
+        max_str, max_items = max(max_str // 2, 16), max(max_items // 2, 4)
+    preview = json.dumps(value, ensure_ascii=False)[: max(cap - 120, 16)]
+    return json.dumps({"_truncated": True, "size": len(json.dumps(value)), "preview": preview}, ensure_ascii=False)

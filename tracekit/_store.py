@@ -1,0 +1,333 @@
+"""The local Parquet store: one folder per table under the home, written without locks.
+
+Layout (``TRACEKIT_HOME``, default ``./.tracekit``)::
+
+    spans/20261126T031500-4242-1a2b3c4d.parquet     one file per flush, per process
+    spans/c-20261126T040000-9f8e7d6c.parquet        written by compaction (sorted by trace_id)
+    experiments/...                                 other tables, same rules
+
+Writers never touch another writer's file: each flush writes ``<name>.parquet.tmp`` and renames it
+into place (rename is atomic on POSIX), so readers see whole files or nothing, and any number of
+processes (sandboxed runs included) write at once. Compaction takes a lock that only compactors
+share, writes the merged file, records ``{output, sources}`` in a journal, renames the output into
+place, deletes the sources and then the journal. A crash anywhere in that sequence is rolled
+forward (or back) the next time the table is read or compacted, so no row is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import StoreError
+from ._schema import SCHEMA_KEY, SCHEMA_VERSION, TABLE_KEY, Table, get_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+JOURNAL = "_compaction.json"
+LOCK = ".compact.lock"
+DEFAULT_HOME = ".tracekit"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TRACEKIT_HOME") or DEFAULT_HOME)
+
+
+def _new_name(prefix: str = "") -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"{prefix}{stamp}-{os.getpid()}-{secrets.token_hex(4)}.parquet"
+
+
+@dataclass(frozen=True)
+class CompactReport:
+    table: str
+    files_before: int
+    files_after: int
+    rows_before: int
+    rows_after: int
+
+
+class Store:
+    """A tracekit home folder. Cheap to create; holds no open files."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = Path(home) if home is not None else default_home()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.home)!r})"
+
+    def table_dir(self, table: str) -> Path:
+        return self.home / table
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, table: str, data: "pa.Table | Sequence[Mapping[str, Any]]", *, durable: bool = False) -> Path | None:
+        """Write rows as one new Parquet file of `table`; returns its path (None for no rows).
+
+        `data` is an Arrow table or a list of row dicts; columns are conformed to the table's
+        schema (missing ones become null, unknown ones are an error). `durable=True` fsyncs the
+        file and the folder before returning.
+        """
+        spec = get_table(table)
+        arrow = conform(spec, data)
+        if arrow.num_rows == 0:
+            return None
+        return self._write_file(spec, arrow, _new_name(), durable=durable)
+
+    def _write_file(self, spec: Table, arrow: "pa.Table", name: str, *, durable: bool) -> Path:
+        import pyarrow.parquet as pq
+
+        folder = self.table_dir(spec.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / name
+        tmp = folder / (name + ".tmp")
+        try:
+            pq.write_table(arrow, tmp, compression="zstd", row_group_size=64 * 1024)
+            if durable:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(tmp, final)
+            if durable:
+                _fsync_dir(folder)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return final
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def files(self, table: str) -> list[Path]:
+        """The Parquet files that make up `table` now (sources of a finished compaction excluded)."""
+        folder = self.table_dir(table)
+        if not folder.is_dir():
+            return []
+        self._recover(folder)
+        hidden: set[str] = set()
+        journal = folder / JOURNAL
+        if journal.exists():  # a compaction between rename and delete: its output already holds these rows
+            try:
+                j = json.loads(journal.read_text())
+                if (folder / j["output"]).exists():
+                    hidden = set(j["sources"])
+            except (OSError, ValueError, KeyError):
+                pass
+        return sorted(p for p in folder.glob("*.parquet") if p.name not in hidden)
+
+    def row_count(self, table: str) -> int:
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.files(table))
+
+    def read(self, table: str) -> "pa.Table":
+        """All rows of `table` as one Arrow table in the current schema."""
+        import pyarrow as pa
+
+        spec = get_table(table)
+        parts = [read_file(spec, p) for p in self.files(table)]
+        if not parts:
+            return spec.arrow_schema().empty_table()
+        return pa.concat_tables(parts)
+
+    # -- importing files written elsewhere (sandbox spools) -----------------------------------
+
+    def ingest(self, table: str, paths: Iterable[Path], *, overrides: Mapping[str, Any] | None = None) -> int:
+        """Validate Parquet files written elsewhere and copy their rows in; returns rows added.
+
+        Every file is read and conformed first (a bad file raises StoreError naming it and nothing
+        is written); `overrides` sets columns on every row (e.g. the run's experiment_id).
+        """
+        import pyarrow as pa
+
+        spec = get_table(table)
+        parts = []
+        for p in paths:
+            t = read_file(spec, Path(p))
+            for col, value in (overrides or {}).items():
+                idx = t.schema.get_field_index(col)
+                t = t.set_column(idx, col, pa.array([value] * t.num_rows, type=t.schema.field(col).type))
+            parts.append(t)
+        if not parts:
+            return 0
+        merged = pa.concat_tables(parts)
+        if merged.num_rows:
+            self._write_file(spec, merged, _new_name(), durable=True)
+        return merged.num_rows
+
+    # -- compaction --------------------------------------------------------------------------
+
+    def compact(self, table: str, *, min_files: int = 2, target_bytes: int = 128 * 1024 * 1024) -> CompactReport:
+        """Merge the table's small files into one, sorted by its key; every row kept exactly once."""
+        import pyarrow as pa
+
+        spec = get_table(table)
+        folder = self.table_dir(table)
+        if not folder.is_dir():
+            return CompactReport(table, 0, 0, 0, 0)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / LOCK, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._recover(folder)
+            files = self.files(table)
+            small = [p for p in files if p.stat().st_size < target_bytes]
+            rows_before = self.row_count(table)
+            if len(small) < min_files:
+                return CompactReport(table, len(files), len(files), rows_before, rows_before)
+            merged = pa.concat_tables([read_file(spec, p) for p in small])
+            if spec.key:
+                merged = merged.sort_by([(k, "ascending") for k in spec.key])
+            name = _new_name("c-")
+            tmp = folder / (name + ".tmp")
+            import pyarrow.parquet as pq
+
+            pq.write_table(merged, tmp, compression="zstd", row_group_size=64 * 1024)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _atomic_write_text(folder / JOURNAL, json.dumps({"output": name, "sources": [p.name for p in small]}))
+            os.replace(tmp, folder / name)
+            _fsync_dir(folder)
+            for p in small:
+                p.unlink(missing_ok=True)
+            (folder / JOURNAL).unlink(missing_ok=True)
+            _fsync_dir(folder)
+            after = self.files(table)
+            rows_after = self.row_count(table)
+        if rows_after != rows_before:  # pragma: no cover - would be a bug; say so loudly
+            raise StoreError(f"compaction of {table!r} changed the row count: {rows_before} -> {rows_after}")
+        return CompactReport(table, len(files), len(after), rows_before, rows_after)
+
+    def _recover(self, folder: Path) -> None:
+        """Finish or undo a compaction that was interrupted (see the module docstring)."""
+        journal = folder / JOURNAL
+        if not journal.exists():
+            return
+        try:
+            lock = open(folder / LOCK, "a+")
+        except OSError:
+            return
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a compactor is at work; files() hides its sources meanwhile
+            if not journal.exists():
+                return
+            try:
+                j = json.loads(journal.read_text())
+                output, sources = j["output"], j["sources"]
+            except (OSError, ValueError, KeyError):
+                journal.unlink(missing_ok=True)
+                return
+            if (folder / output).exists():
+                for s in sources:
+                    (folder / s).unlink(missing_ok=True)
+            else:
+                (folder / (output + ".tmp")).unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
+            _fsync_dir(folder)
+
+    def info(self) -> dict[str, dict[str, int]]:
+        """Per table: files, rows and bytes."""
+        from ._schema import all_tables
+
+        out: dict[str, dict[str, int]] = {}
+        for name in sorted(all_tables()):
+            files = self.files(name)
+            if not files:
+                continue
+            out[name] = {
+                "files": len(files),
+                "rows": self.row_count(name),
+                "bytes": sum(p.stat().st_size for p in files),
+            }
+        return out
+
+
+def read_file(spec: Table, path: Path) -> "pa.Table":
+    """Read one Parquet file of `spec`'s table, checking its version, conformed to the current schema."""
+    import pyarrow.parquet as pq
+
+    try:
+        if path.is_symlink():
+            raise StoreError(f"{path}: is a symlink; tracekit only reads regular files it wrote")
+        pf = pq.ParquetFile(path)
+        meta = pf.schema_arrow.metadata or {}
+        table_name = meta.get(TABLE_KEY, b"").decode() or spec.name
+        if table_name != spec.name:
+            raise StoreError(f"{path}: holds table {table_name!r}, expected {spec.name!r}")
+        version = int(meta.get(SCHEMA_KEY, b"0") or 0)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: schema version {version} is newer than this tracekit's {SCHEMA_VERSION}; upgrade tracekit-loop"
+            )
+        if version < 1:
+            raise StoreError(f"{path}: no tracekit schema version in its metadata; not a tracekit {spec.name} file")
+        data = pf.read()
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{path}: not a readable Parquet file ({exc})") from exc
+    return conform(spec, data)
+
+
+def conform(spec: Table, data: "pa.Table | Sequence[Mapping[str, Any]]") -> "pa.Table":
+    """`data` as an Arrow table with exactly `spec`'s columns, in order, typed (missing -> null)."""
+    import pyarrow as pa
+
+    schema = spec.arrow_schema()
+    if not isinstance(data, pa.Table):
+        rows = list(data)
+        unknown = {k for r in rows for k in r} - set(schema.names)
+        if unknown:
+            raise StoreError(f"unknown columns for table {spec.name!r}: {sorted(unknown)}; columns: {schema.names}")
+        try:
+            return pa.Table.from_pylist(rows, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise StoreError(f"rows do not fit table {spec.name!r}: {exc}") from exc
+    cols = []
+    for f in schema:
+        if f.name in data.column_names:
+            col = data.column(f.name)
+            if col.type != f.type:
+                try:
+                    col = col.cast(f.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise StoreError(f"column {f.name!r} of {spec.name!r}: cannot read {col.type} as {f.type} ({exc})") from exc
+            cols.append(col)
+        else:
+            cols.append(pa.nulls(data.num_rows, type=f.type))
+    out = pa.Table.from_arrays(cols, schema=schema)
+    missing = [f.name for f in schema if not f.nullable and out.column(f.name).null_count]
+    if missing:
+        raise StoreError(f"table {spec.name!r}: required columns have nulls: {missing}")
+    return out
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
