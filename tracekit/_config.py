@@ -197,11 +197,25 @@ def _install(settings: Settings, exporter: SpanExporter | None) -> None:
                 if isinstance(_provider, TracerProvider):
                     _provider.add_span_processor(_processor)
         _tracer = otel_trace.get_tracer("tracekit")
+        _adopt_env_traceparent()
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
     if settings.propagate_threads:
         _instrument_threading()
+
+
+def _adopt_env_traceparent() -> None:
+    """A process started with TRACEPARENT (the sandbox sets it) parents its root spans there."""
+    tp = os.environ.get("TRACEPARENT")
+    if not tp:
+        return
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier = {"traceparent": tp, "tracestate": os.environ.get("TRACESTATE", "")}
+    ctx = TraceContextTextMapPropagator().extract(carrier)
+    if otel_trace.get_current_span(ctx).get_span_context().is_valid:
+        otel_context.attach(ctx)
 
 
 def _otlp_exporter(endpoint: str) -> SpanExporter:
