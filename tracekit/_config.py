@@ -77,10 +77,11 @@ class _TracekitProcessor(SpanProcessor):
         s = self.settings
         if s is None:
             return
-        if PROJECT_ATTR not in (span.attributes or {}):
-            span.set_attribute(PROJECT_ATTR, s.project)
+        attrs = span.attributes or {}
+        if s.project != _resource_project and PROJECT_ATTR not in attrs:
+            span.set_attribute(PROJECT_ATTR, s.project)  # the resource already says the first project
         exp = _experiment.get() or s.experiment_id
-        if exp and EXPERIMENT_ATTR not in (span.attributes or {}):
+        if exp and EXPERIMENT_ATTR not in attrs:
             span.set_attribute(EXPERIMENT_ATTR, exp)
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -101,6 +102,7 @@ import contextvars  # noqa: E402
 _experiment: contextvars.ContextVar[str | None] = contextvars.ContextVar("tracekit_experiment", default=None)
 
 _lock = threading.RLock()
+_resource_project: str | None = None
 _settings: Settings | None = None
 _processor = _TracekitProcessor()
 _provider: TracerProvider | None = None
@@ -160,7 +162,7 @@ def configure(
 
 
 def _install(settings: Settings, exporter: SpanExporter | None) -> None:
-    global _provider, _tracer, _exporter, _atexit_registered
+    global _provider, _tracer, _exporter, _atexit_registered, _resource_project
     if exporter is None:
         if settings.otlp_endpoint:
             exporter = _otlp_exporter(settings.otlp_endpoint)
@@ -190,6 +192,7 @@ def _install(settings: Settings, exporter: SpanExporter | None) -> None:
             resource = Resource.create({"service.name": settings.service_name, PROJECT_ATTR: settings.project})
             limits = SpanLimits(max_events=100_000, max_attributes=1024, max_event_attributes=256)
             _provider = TracerProvider(resource=resource, span_limits=limits)
+            _resource_project = settings.project
             _provider.add_span_processor(_processor)
             otel_trace.set_tracer_provider(_provider)
             if otel_trace.get_tracer_provider() is not _provider:  # someone else won the race

@@ -12,7 +12,8 @@
     tracekit.log_metric("loss", 2.31, step=100)
 
 Inputs are the bound arguments (minus `self` / `cls`), outputs the return value (for generators,
-the yielded items), stored as JSON under the size cap. Exceptions set status error, are recorded
+the yielded items), stored as JSON under the size cap in the span attributes `tracekit.input` /
+`tracekit.output` (the exporter promotes them to the `input` / `output` columns). Exceptions set status error, are recorded
 with their stack trace and re-raised unchanged.
 """
 
@@ -30,12 +31,10 @@ from opentelemetry.trace import Status, StatusCode
 
 from ._config import get_settings, get_tracer
 from ._json import dumps_capped
-from ._spanrows import KIND_ATTR, KINDS
+from ._spanrows import INPUT_ATTR, IO_ATTR, KIND_ATTR, KINDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_OI_KIND = {"agent": "AGENT", "llm": "LLM", "tool": "TOOL", "chain": "CHAIN", "eval": "EVALUATOR",
-            "retriever": "RETRIEVER", "embedding": "EMBEDDING"}
 MAX_YIELDED_ITEMS = 1000
 METRIC_EVENT = "tracekit.metric"
 
@@ -47,11 +46,7 @@ def _check_kind(kind: str) -> str:
 
 
 def _kind_attrs(kind: str) -> dict[str, Any]:
-    attrs: dict[str, Any] = {KIND_ATTR: kind}
-    oi = _OI_KIND.get(kind)
-    if oi:
-        attrs["openinference.span.kind"] = oi
-    return attrs
+    return {KIND_ATTR: kind}
 
 
 def _encode(field: str, value: Any) -> str:
@@ -61,13 +56,15 @@ def _encode(field: str, value: Any) -> str:
     return dumps_capped(value, s.max_field_chars, scrub=s.scrub)
 
 
-def _set_io(span: otel_trace.Span, field: str, value: Any) -> None:
+def _io_text(field: str, value: Any) -> str:
     try:
-        text = _encode(field, value)
+        return _encode(field, value)
     except Exception as exc:  # a redaction hook that fails must not break the traced program
-        text = dumps_capped({"_capture_error": f"{type(exc).__name__}: {exc}"})
-    span.set_attribute(f"{field}.value", text)
-    span.set_attribute(f"{field}.mime_type", "application/json")
+        return dumps_capped({"_capture_error": f"{type(exc).__name__}: {exc}"})
+
+
+def _set_io(span: otel_trace.Span, field: str, value: Any) -> None:
+    span.set_attribute(IO_ATTR[field], _io_text(field, value))
 
 
 def _record_error(span: otel_trace.Span, exc: BaseException) -> None:
@@ -137,17 +134,20 @@ def trace(
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         span_name = name or func.__qualname__
-        static = {**_kind_attrs(kind), "code.function": func.__qualname__, "code.namespace": func.__module__}
+        static = _kind_attrs(kind)
+        if name is not None:
+            static["code.function"] = func.__qualname__
         if attributes:
             static.update(attributes)
         capture = _ArgCapture(func)
 
         def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> otel_trace.Span:
-            span = get_tracer().start_span(span_name, attributes=static)
             ci = capture_input if capture_input is not None else get_settings().capture_input
-            if ci and span.is_recording():
-                _set_io(span, "input", capture(args, kwargs))
-            return span
+            if ci:
+                attrs = dict(static)
+                attrs[INPUT_ATTR] = _io_text("input", capture(args, kwargs))
+                return get_tracer().start_span(span_name, attributes=attrs)
+            return get_tracer().start_span(span_name, attributes=static)
 
         def want_output() -> bool:
             return capture_output if capture_output is not None else get_settings().capture_output

@@ -21,7 +21,12 @@ _SCRUB_KEYS = re.compile(
     r"(api[-_]?key|apikey|password|passwd|secret|token|authorization|auth[-_]?header|cookie|session[-_]?key|private[-_]?key|credit[-_]?card)",
     re.IGNORECASE,
 )
+_SCRUB_HINT = re.compile(r"key|pass|secret|token|auth|cookie|session|card")
 REDACTED = "[REDACTED]"
+
+
+def _may_hold_secret(text: str) -> bool:
+    return _SCRUB_HINT.search(text.lower()) is not None and _SCRUB_KEYS.search(text) is not None
 MAX_DEPTH = 12
 
 
@@ -93,8 +98,26 @@ def _shrink(value: Any, max_str: int, max_items: int) -> Any:
     return value
 
 
+def _fallback(obj: Any) -> Any:
+    return to_jsonable(obj, scrub=False)
+
+
+_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_fallback, allow_nan=False)
+
+
 def dumps_capped(obj: Any, cap: int = 65536, *, scrub: bool = True, already_jsonable: bool = False) -> str:
-    """Serialise `obj` to JSON text of at most about `cap` characters (always valid JSON)."""
+    """Serialise `obj` to JSON text of at most about `cap` characters (always valid JSON).
+
+    Fast path: one `json.dumps` with a fallback for foreign types; the full walk (scrubbing secret
+    keys, NaN, cycles, shortening) runs only when the text needs it.
+    """
+    text: str | None
+    try:
+        text = _FAST.encode(obj)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is not None and len(text) <= cap and not (scrub and _may_hold_secret(text)):
+        return text
     value = obj if already_jsonable else to_jsonable(obj, scrub=scrub)
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if len(text) <= cap:

@@ -3,8 +3,9 @@
 Two producers share this: the in-process Parquet exporter (OTel SDK `ReadableSpan`s) and the OTLP
 collector (decoded protobuf or JSON). Both build a `RawSpan` and call `spans_table()`. Raw attributes
 are kept as they came (in the `attributes` JSON column) except the few promoted to columns:
-`tracekit.kind`, `tracekit.project`, `tracekit.experiment_id`, and OpenInference's
-`input.value` / `output.value` (with their mime types), which become `input` / `output`.
+`tracekit.kind`, `tracekit.project`, `tracekit.experiment_id`, and `tracekit.input` /
+`tracekit.output` or else OpenInference's `input.value` / `output.value` (with their mime types),
+which become the `input` / `output` columns.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 KIND_ATTR = "tracekit.kind"
 PROJECT_ATTR = "tracekit.project"
 EXPERIMENT_ATTR = "tracekit.experiment_id"
+INPUT_ATTR = "tracekit.input"  # JSON text
+OUTPUT_ATTR = "tracekit.output"  # JSON text
+IO_ATTR = {"input": INPUT_ATTR, "output": OUTPUT_ATTR}
 KINDS = ("agent", "llm", "tool", "chain", "eval", "run", "retriever", "embedding", "span")
 
 _OI_KINDS = {
@@ -75,11 +79,16 @@ def _hex(value: int | str | None, width: int) -> str | None:
     return value.lower()
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)  # reused: cheaper
+
+
 def _json(value: Mapping[str, Any]) -> str:
     if not isinstance(value, dict):
         value = dict(value)  # OTel's BoundedAttributes is a Mapping, not a dict
+    if not value:
+        return "{}"
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+        return _ENCODER.encode(value)
     except ValueError:  # NaN / inf in an attribute: keep them as strings rather than invalid JSON
         return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -117,6 +126,9 @@ def derive_kind(attrs: Mapping[str, Any]) -> str:
 
 
 def _io(attrs: dict[str, Any], key: str) -> str | None:
+    ours = attrs.pop(IO_ATTR[key], None)
+    if isinstance(ours, str):
+        return ours  # tracekit's decorators always write JSON text here
     value = attrs.pop(f"{key}.value", None)
     mime = attrs.pop(f"{key}.mime_type", None)
     if value is None:
