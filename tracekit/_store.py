@@ -69,18 +69,23 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write(self, table: str, data: "pa.Table | Sequence[Mapping[str, Any]]", *, durable: bool = False) -> Path | None:
+    def write(
+        self, table: str, data: "pa.Table | Sequence[Mapping[str, Any]]", *, durable: bool = False, name: str | None = None
+    ) -> Path | None:
         """Write rows as one new Parquet file of `table`; returns its path (None for no rows).
 
         `data` is an Arrow table or a list of row dicts; columns are conformed to the table's
         schema (missing ones become null, unknown ones are an error). `durable=True` fsyncs the
-        file and the folder before returning.
+        file and the folder before returning. `name` (``<name>.parquet``, unique, no ``c-`` prefix)
+        lets a writer record where rows came from (the collector names files by WAL segment).
         """
+        if name is not None and (not name.endswith(".parquet") or "/" in name or name.startswith((".", "c-"))):
+            raise StoreError(f"file name {name!r}: use a plain '<name>.parquet' (no folders, no 'c-' or '.' prefix)")
         spec = get_table(table)
         arrow = conform(spec, data)
         if arrow.num_rows == 0:
             return None
-        return self._write_file(spec, arrow, _new_name(), durable=durable)
+        return self._write_file(spec, arrow, name or _new_name(), durable=durable)
 
     def _write_file(self, spec: Table, arrow: "pa.Table", name: str, *, durable: bool) -> Path:
         import pyarrow.parquet as pq
