@@ -130,6 +130,13 @@ def test_schemas_folder_matches_code() -> None:
     assert not extra, f"stale files in schemas/: {extra}"
 
 
+def test_tables_doc_matches_code() -> None:
+    from tracekit._docgen import render
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "tables.md"
+    assert doc.read_text() == render(), "docs/tables.md drifted: run python -m tracekit._docgen docs/tables.md"
+
+
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(args)
     out, err = capsys.readouterr()
