@@ -180,3 +180,13 @@ def test_cli_demo_answers_in_sql(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "The answer is 42.0." in out.stdout and "KeyError" in out.stdout
     assert tracekit.query("SELECT count(*) FROM traces", home=home).fetchall() == [(3,)]
+
+
+def test_defaults_without_configure_and_flush_at_exit(tmp_path: Path) -> None:
+    """No configure(), no flush(): spans land in ./.tracekit when the process exits."""
+    script = "import tracekit\n@tracekit.trace\ndef hello(name):\n    return 'hi ' + name\nhello('bob')\n"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("TRACEKIT_")}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = tracekit.query("SELECT name, project, input, output FROM spans", home=tmp_path / ".tracekit").fetchall()
+    assert rows == [("hello", "default", '{"name":"bob"}', '"hi bob"')]
