@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tracekit")
 
 
-def raw_from_readable(span: "ReadableSpan") -> RawSpan:
+def raw_from_readable(span: "ReadableSpan", resources: dict[int, Any] | None = None) -> RawSpan:
     ctx = span.context
     parent = span.parent
     status = span.status
@@ -35,9 +35,21 @@ def raw_from_readable(span: "ReadableSpan") -> RawSpan:
         attributes=span.attributes or {},
         events=[(e.timestamp, e.name, e.attributes or {}) for e in span.events],
         links=[(ln.context.trace_id, ln.context.span_id, ln.attributes or {}) for ln in span.links],
-        resource=dict(span.resource.attributes) if span.resource is not None else {},
+        resource=_resource(span, resources),
         scope=span.instrumentation_scope.name if span.instrumentation_scope is not None else None,
     )
+
+
+def _resource(span: "ReadableSpan", cache: dict[int, Any] | None) -> Any:
+    res = span.resource
+    if res is None:
+        return {}
+    if cache is None:
+        return dict(res.attributes)
+    got = cache.get(id(res))
+    if got is None:
+        got = cache[id(res)] = dict(res.attributes)  # one dict per Resource object: the row cache keys on it
+    return got
 
 
 class ParquetSpanExporter(SpanExporter):
@@ -53,7 +65,9 @@ class ParquetSpanExporter(SpanExporter):
         if not spans:
             return SpanExportResult.SUCCESS
         try:
-            rows = [span_row(raw_from_readable(s), self.default_project) for s in spans]
+            resources: dict[int, Any] = {}
+            row_cache: dict[int, str] = {}
+            rows = [span_row(raw_from_readable(s, resources), self.default_project, row_cache) for s in spans]
             self.store.write("spans", spans_table(rows))
         except Exception:
             self.failed += len(spans)

@@ -103,6 +103,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _resource_json(resource: Mapping[str, Any], cache: dict[int, str] | None) -> str:
+    if cache is None:
+        return _json(resource)
+    key = id(resource)
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = _json(resource)
+    return text
+
+
 def derive_kind(attrs: Mapping[str, Any]) -> str:
     kind = attrs.get(KIND_ATTR)
     if isinstance(kind, str) and kind:
@@ -141,7 +151,8 @@ def _io(attrs: dict[str, Any], key: str) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def span_row(raw: RawSpan, default_project: str | None = None) -> dict[str, Any]:
+def span_row(raw: RawSpan, default_project: str | None = None, resource_cache: dict[int, str] | None = None) -> dict[str, Any]:
+    """One `spans` row. Pass the same `resource_cache` dict for a batch: spans share resources."""
     attrs = dict(raw.attributes)
     kind = derive_kind(attrs)
     attrs.pop(KIND_ATTR, None)
@@ -173,7 +184,7 @@ def span_row(raw: RawSpan, default_project: str | None = None) -> dict[str, Any]
         "links": [
             {"trace_id": _hex(t, 32), "span_id": _hex(s, 16), "attributes": _json(a)} for t, s, a in raw.links
         ],
-        "resource": _json(raw.resource),
+        "resource": _resource_json(raw.resource, resource_cache),
         "scope": raw.scope,
     }
 
