@@ -210,7 +210,7 @@ def get_table(name: str) -> Table:
 
 
 # Modules that declare tables of their own; imported lazily so `import tracekit` stays light.
-COMPONENT_TABLE_MODULES: list[str] = []
+COMPONENT_TABLE_MODULES: list[str] = ["tracekit.evals._tables"]
 
 
 def _load_component_tables() -> None:
@@ -250,5 +250,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # run as a script: use the imported module, where component tables register
+    from tracekit._schema import main as _main
+
+    sys.exit(_main(sys.argv[1:]))

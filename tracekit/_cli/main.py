@@ -25,6 +25,7 @@ app = typer.Typer(
 # One module per noun, each with register(app). Keep sorted.
 COMMANDS = [
     "tracekit._cli.demo",
+    "tracekit._cli.eval",
     "tracekit._cli.sql",
     "tracekit._cli.store",
     "tracekit._cli.traces",

@@ -1,0 +1,26 @@
+-- One row per eval case and epoch: the output, its scores, pass/fail, the error of a crashed case, and the case's trace.
+CREATE TABLE eval_results (
+    run_id VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    case_id VARCHAR NOT NULL,
+    epoch BIGINT NOT NULL,
+    split VARCHAR,
+    input VARCHAR,
+    target VARCHAR,
+    output VARCHAR,
+    metadata VARCHAR,
+    score DOUBLE NOT NULL,
+    passed BOOLEAN NOT NULL,
+    scores VARCHAR,
+    explanation VARCHAR,
+    status VARCHAR NOT NULL,
+    error VARCHAR,
+    traceback VARCHAR,
+    attempts BIGINT,
+    trace_id VARCHAR,
+    span_id VARCHAR,
+    experiment_id VARCHAR,
+    project VARCHAR,
+    start_time TIMESTAMP,
+    duration_ms DOUBLE
+);
