@@ -198,21 +198,22 @@ class _Runner:
         root = get_tracer().start_span(f"eval/{self.task.name}", context=otel_context.Context(), links=self.links,
                                        attributes=attrs)
         token = otel_context.attach(otel_trace.set_span_in_context(root))
-        status, output, error, tb, attempts = "ok", None, None, None, 1
+        status, output, error, tb, attempts, solved = "ok", None, None, None, 1, False
         scores: dict[str, Score] = {}
         try:
             _set_io(root, "input", sample.input)
             try:
                 output, attempts = await self._with_retries("solver", root, lambda: self._attempt(sample))
             except _CaseTimeout as exc:
-                status, error = "timeout", _error_text(exc)
+                status, error = "timeout", f"TimeoutError: {exc}"
                 root.set_status(Status(StatusCode.ERROR, error))
             except Exception as exc:
                 status, error, tb = "error", _error_text(exc), _tb_tail(exc)
                 attempts = getattr(exc, "attempts", attempts)
                 root.record_exception(exc)
                 root.set_status(Status(StatusCode.ERROR, error))
-            if status == "ok":
+            solved = status == "ok"
+            if solved:
                 _set_io(root, "output", output)
                 for scorer in self.task.scorers:
                     name = scorer_name(scorer)
@@ -235,7 +236,7 @@ class _Runner:
         return {
             "run_id": self.run_id, "task": self.task.name, "case_id": sample.id, "epoch": epoch, "split": sample.split,
             "input": results.jsonify(sample.input), "target": results.jsonify(sample.target),
-            "output": results.jsonify(output) if status == "ok" else None,
+            "output": results.jsonify(output) if solved else None,
             "metadata": results.jsonify(sample.metadata),
             "score": first.value if (first is not None and status == "ok") else 0.0,
             "passed": passed,
