@@ -205,6 +205,8 @@ def test_run_rows_and_trace_links_in_eval_results(home: Path) -> None:
     assert crash["error"] == "ValueError: cannot parse 'boom'" and "raise ValueError" in crash["traceback"]
     assert report.metrics["accuracy"] == 0.5 and report.metrics["errors"] == 1.0
     assert report.metrics["exact.mean"] == 0.5 and report.metrics["numeric.accuracy"] == 0.5
+    assert report.metrics["train.accuracy"] == 0.5 and report.metrics["val.accuracy"] == 1.0
+    assert report.metrics["test.accuracy"] == 0.0 and report.metrics["train.cases"] == 2
 
     stored = tracekit.query(
         f"SELECT case_id, epoch, split, passed, status, trace_id, json_extract_string(output, '$') AS out "

@@ -21,7 +21,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._decorators import span
+from opentelemetry import trace as otel_trace
+
 from .._errors import EvalError
 from ._score import Score
 
@@ -117,21 +118,15 @@ def llm_judge(
         if temperature is not None:
             params["temperature"] = temperature
         c = get_client()
-        with span("llm_judge", kind="llm", **{"gen_ai.system": "anthropic", "gen_ai.operation.name": "chat",
-                                             "gen_ai.request.model": judge_model}) as s:
-            s.set_input({"messages": messages, "model": judge_model})
-            if asyncio.iscoroutinefunction(getattr(c.messages, "create", None)):
-                message = await c.messages.create(**params)
-            else:
-                message = await asyncio.to_thread(c.messages.create, **params)
-            reply = _text(message)
-            s.set_output(reply)
-            usage = getattr(message, "usage", None)
-            for attr, key in (("input_tokens", "gen_ai.usage.input_tokens"), ("output_tokens", "gen_ai.usage.output_tokens")):
-                value = getattr(usage, attr, None)
-                if isinstance(value, int):
-                    s.set_attribute(key, value)
-            s.set_attribute("gen_ai.response.model", str(getattr(message, "model", judge_model)))
+        if asyncio.iscoroutinefunction(getattr(c.messages, "create", None)):
+            message = await c.messages.create(**params)
+        else:
+            message = await asyncio.to_thread(c.messages.create, **params)
+        reply = _text(message)
+        current = otel_trace.get_current_span()  # the runner's score/<name> span
+        if current.is_recording():
+            current.set_attribute("tracekit.judge.model", judge_model)
+            current.set_attribute("tracekit.judge.reply", reply[:4000])
         letter, reasoning = parse_grade(reply, partial_credit)
         value = GRADE_VALUES[letter]
         return Score(value, passed=value >= threshold, answer=letter, explanation=reasoning or f"GRADE: {letter}",

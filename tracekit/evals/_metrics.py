@@ -96,6 +96,13 @@ def summarize(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str], pa
             out[f"{name}.mean"] = mean([s for s, _ in per])
             out[f"{name}.stderr"] = stderr([s for s, _ in per])
             out[f"{name}.accuracy"] = mean([p for _, p in per])
+    splits = sorted({str(r.get("split")) for r in rows if r.get("split")})
+    if len(splits) > 1:  # per split, so a loop can keep / discard on val while reading train traces
+        for sp in splits:
+            part = [case_reduce(rs) for rs in cases.values() if rs[0].get("split") == sp]
+            out[f"{sp}.cases"] = float(len(part))
+            out[f"{sp}.accuracy"] = mean([p for _, p in part])
+            out[f"{sp}.score"] = mean([s for s, _ in part])
     epochs = min(len(rs) for rs in cases.values())
     ks = sorted({k for k in pass_k if 0 < k <= epochs} | ({1, epochs} if epochs > 1 else set()))
     for k in ks:
