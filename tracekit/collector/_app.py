@@ -1,0 +1,248 @@
+"""The collector's FastAPI app: OTLP/HTTP ingest, health, auth; the read API lives in `_read`.
+
+    from tracekit.collector import CollectorConfig, create_app
+    app = create_app(CollectorConfig.from_env(home=".tracekit"))
+    # uvicorn.run(app, host="127.0.0.1", port=4318)   or: tracekit serve
+
+POST /v1/traces answers as the OTLP specification says: 200 with an ExportTraceServiceResponse in
+the request's encoding (partial_success when spans were rejected) only after the spans are fsynced
+in the WAL; otherwise a google.rpc.Status body with 400 (malformed), 401/403 (token), 413 (over
+the size limit), 415 (content type or encoding), 429 (too many bytes in flight) or 503 (the store
+is behind, or shutting down), the last two with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from .._errors import CollectorError, QueryError
+from .._store import Store
+from . import _otlp
+from ._auth import INGEST, Tokens
+from ._pipeline import Ingestor, to_ipc
+from ._settings import CollectorConfig
+from ._sql import SqlRefused, SqlService, SqlTimeout
+
+log = logging.getLogger("tracekit.collector")
+
+# gRPC status codes for google.rpc.Status bodies
+_GRPC = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
+
+
+@dataclass
+class CollectorState:
+    config: CollectorConfig
+    ingestor: Ingestor
+    sql: SqlService | None = None
+    started: float = field(default_factory=time.time)
+    inflight_bytes: int = 0
+    rejected_spans: int = 0
+    requests: Counter[int] = field(default_factory=Counter)
+    sql_error: str = ""
+    _sql_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sql_service(self) -> SqlService | None:
+        """The SQL service, created on first use; None (and `sql_error`) while it cannot start."""
+        with self._sql_lock:
+            if self.sql is None:
+                try:
+                    self.sql = SqlService(self.config.home.resolve(), self.config.sql)
+                    self.sql_error = ""
+                except Exception as exc:
+                    self.sql_error = f"{type(exc).__name__}: {exc}"
+                    log.error("tracekit collector: SQL is unavailable (ingest goes on): %s", self.sql_error)
+            return self.sql
+
+
+class HTTPProblem(Exception):
+    """An error answer for the JSON API: status, short code and a message saying what to do."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def problem_response(p: HTTPProblem) -> JSONResponse:
+    return JSONResponse({"error": p.code, "message": p.message}, status_code=p.status, headers=p.headers)
+
+
+def check_token(tokens: Tokens, authorization: str | None, scope: str) -> None:
+    """Raise HTTPProblem 401/403 unless the bearer token carries `scope` (no-op without tokens)."""
+    if not tokens.enabled:
+        return
+    scopes = tokens.scopes_for(authorization)
+    if scopes is None:
+        raise HTTPProblem(
+            401, "unauthorized", "send 'Authorization: Bearer <token>' with a token the collector knows",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    if scope not in scopes:
+        raise HTTPProblem(403, "forbidden", f"this token may not {scope}; use a token with the {scope!r} scope")
+
+
+def state_of(request: Request) -> CollectorState:
+    return request.app.state.collector  # type: ignore[no-any-return]
+
+
+def create_app(config: CollectorConfig) -> FastAPI:
+    """The ASGI app; its lifespan replays the WAL before the first request and folds it at shutdown."""
+    from ._read import router
+
+    home = config.home.resolve()
+    state = CollectorState(config=config, ingestor=Ingestor(Store(home), config.ingest))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(state.ingestor.start)
+        try:
+            await run_in_threadpool(state.sql_service)  # a broken view must not stop ingest: reads retry it
+            yield
+        finally:
+            await run_in_threadpool(state.ingestor.close)
+            if state.sql is not None:
+                state.sql.close()
+
+    app = FastAPI(
+        title="tracekit collector",
+        version=__version__,
+        summary="OTLP/HTTP traces into Parquet; read-only SQL over them.",
+        lifespan=lifespan,
+    )
+    app.state.collector = state
+
+    @app.exception_handler(HTTPProblem)
+    async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
+        state.requests[exc.status] += 1
+        return problem_response(exc)
+
+    @app.exception_handler(SqlRefused)
+    async def _refused(request: Request, exc: SqlRefused) -> JSONResponse:
+        return await _problem(request, HTTPProblem(403, "sql_refused", str(exc)))
+
+    @app.exception_handler(SqlTimeout)
+    async def _timeout(request: Request, exc: SqlTimeout) -> JSONResponse:
+        return await _problem(request, HTTPProblem(400, "sql_timeout", str(exc)))
+
+    @app.exception_handler(QueryError)
+    async def _sql_error(request: Request, exc: QueryError) -> JSONResponse:
+        return await _problem(request, HTTPProblem(400, "sql_error", str(exc)))
+
+    @app.get("/health", tags=["health"], summary="Liveness and counters (no token needed)")
+    async def health() -> dict[str, Any]:
+        stats = state.ingestor.stats()
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(time.time() - state.started, 3),
+            "home": str(home),
+            "counters": {
+                "spans_accepted": stats["accepted"],
+                "spans_rejected": state.rejected_spans,
+                "spans_queued": stats["queued"],
+                "spans_folded": stats["folded"],
+                "spans_replayed": stats["replayed"],
+                "parquet_files_written": stats["files"],
+                "wal_bytes_written": stats["wal_bytes_written"],
+                "wal_segments": stats["wal_segments"],
+                "fold_errors": stats["fold_errors"],
+                "commit_errors": stats["commit_errors"],
+                "requests_by_status": {str(k): v for k, v in sorted(state.requests.items())},
+            },
+            "last_error": stats["last_error"],
+            "sql_error": state.sql_error or None,
+        }
+
+    @app.post(
+        "/v1/traces",
+        tags=["otlp"],
+        summary="OTLP/HTTP trace export (protobuf or JSON, gzip/deflate)",
+        response_class=Response,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {_otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}}, _otlp.JSON: {"schema": {"type": "object"}}},
+            },
+            "responses": {"200": {"description": "ExportTraceServiceResponse, in the request's encoding"}},
+        },
+    )
+    async def export_traces(request: Request) -> Response:
+        return await _export(state, request)
+
+    app.include_router(router)
+    return app
+
+
+def _otlp_error(state: CollectorState, status: int, message: str, ctype: str, retry: bool = False) -> Response:
+    state.requests[status] += 1
+    headers = {"Retry-After": str(state.config.retry_after)} if retry else None
+    body = _otlp.encode_status(_GRPC.get(status, 2), message, ctype)
+    return Response(body, status_code=status, media_type=ctype, headers=headers)
+
+
+async def _export(state: CollectorState, request: Request) -> Response:
+    cfg = state.config
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    reply_type = ctype if ctype in _otlp.CONTENT_TYPES else _otlp.JSON
+    try:
+        check_token(cfg.tokens, request.headers.get("authorization"), INGEST)
+    except HTTPProblem as p:
+        return _otlp_error(state, p.status, p.message, reply_type)
+    if ctype not in _otlp.CONTENT_TYPES:
+        return _otlp_error(state, 415, f"Content-Type {ctype or '(none)'!r} is not supported; use {_otlp.PROTOBUF} or {_otlp.JSON}", reply_type)
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in _otlp.ENCODINGS:
+        return _otlp_error(state, 415, f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none", reply_type)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cfg.max_body_bytes:
+        return _otlp_error(state, 413, f"body of {declared} bytes is over the limit of {cfg.max_body_bytes} bytes; send smaller batches", reply_type)
+    if state.ingestor.overloaded():
+        return _otlp_error(state, 503, "the collector is behind writing Parquet; retry after the Retry-After delay", reply_type, retry=True)
+    held = 0
+    try:
+        chunks = []
+        async for chunk in request.stream():
+            if held + len(chunk) > cfg.max_body_bytes:
+                return _otlp_error(state, 413, f"body is over the limit of {cfg.max_body_bytes} bytes; send smaller batches", reply_type)
+            if state.inflight_bytes + len(chunk) > cfg.max_inflight_bytes:
+                return _otlp_error(state, 429, "too many request bytes in flight; retry after the Retry-After delay", reply_type, retry=True)
+            chunks.append(chunk)
+            held += len(chunk)
+            state.inflight_bytes += len(chunk)
+        body = b"".join(chunks)
+        del chunks
+        project = request.headers.get("x-tracekit-project") or cfg.project
+        try:
+            batch, payload = await run_in_threadpool(_decode, body, encoding, ctype, cfg.max_body_bytes, project)
+        except _otlp.BodyTooLarge as exc:
+            return _otlp_error(state, 413, f"{exc}; send smaller batches", reply_type)
+        except _otlp.MalformedRequest as exc:
+            return _otlp_error(state, 400, str(exc), reply_type)
+        if batch.accepted:
+            try:
+                await asyncio.wrap_future(state.ingestor.submit(batch.table, payload))
+            except CollectorError as exc:
+                return _otlp_error(state, 503, f"{exc}; retry after the Retry-After delay", reply_type, retry=True)
+        state.rejected_spans += batch.rejected
+        state.requests[200] += 1
+        return Response(_otlp.encode_response(batch.rejected, batch.message, reply_type), media_type=reply_type)
+    finally:
+        state.inflight_bytes -= held
+
+
+def _decode(body: bytes, encoding: str, ctype: str, limit: int, project: str | None) -> tuple[_otlp.DecodedBatch, Any]:
+    raw = _otlp.decompress(body, encoding, limit)
+    batch = _otlp.decode(raw, ctype, default_project=project)
+    return batch, (to_ipc(batch.table) if batch.accepted else None)

@@ -1,0 +1,198 @@
+"""The collector's read API: POST /api/sql, GET /api/traces, GET /api/traces/{trace_id}.
+
+    curl -s localhost:4318/api/sql -H 'Authorization: Bearer $TOKEN' \\
+         -d '{"sql": "SELECT name, count(*) AS n FROM spans GROUP BY name", "limit": 100}'
+    curl -s localhost:4318/api/sql -H 'Accept: application/vnd.apache.arrow.stream' -d '{"sql": "..."}'
+    curl -s 'localhost:4318/api/traces?project=demo&status=error&limit=20'
+
+Every read first folds acknowledged spans into Parquet (so a 200 from /v1/traces is visible to
+the next query), then runs on the locked-down DuckDB of `_sql.SqlService`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import math
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Security
+from fastapi.responses import Response
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, Field
+
+from ._app import CollectorState, HTTPProblem, check_token, state_of
+from ._auth import READ
+from ._sql import SqlResult, SqlService
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+SYNC_TIMEOUT = 10.0
+TRACE_COLUMNS = (
+    "trace_id, root_span_id, name, kind, project, experiment_id, service_name, start_time, end_time, "
+    "duration_ms, span_count, error_count, status"
+)
+
+bearer = HTTPBearer(auto_error=False, description="A token with the 'read' scope (when tokens are configured).")
+router = APIRouter(prefix="/api", tags=["read"], dependencies=[Security(bearer)], strict_content_type=False)  # curl -d works
+
+
+class SqlRequest(BaseModel):
+    sql: str = Field(description="One read-only SELECT over the store's tables and views.", examples=["SELECT name, count(*) AS n FROM spans GROUP BY name ORDER BY n DESC"])
+    limit: int | None = Field(None, ge=0, description="Most rows to return (capped by the server's maximum).")
+    format: Literal["json", "arrow"] | None = Field(None, description="'arrow' answers an Arrow IPC stream (as does Accept: application/vnd.apache.arrow.stream).")
+    timeout: float | None = Field(None, gt=0, description="Seconds before the query is stopped (capped by the server's limit).")
+
+
+def _reader(request: Request, authorization: str | None) -> tuple[CollectorState, SqlService]:
+    state = state_of(request)
+    check_token(state.config.tokens, authorization, READ)
+    service = state.sql_service()
+    if service is None:
+        raise HTTPProblem(503, "sql_unavailable", f"SQL is unavailable: {state.sql_error}", {"Retry-After": "5"})
+    state.ingestor.sync(SYNC_TIMEOUT)
+    return state, service
+
+
+@router.post("/sql", summary="Read-only SQL over the store (JSON rows or Arrow IPC)")
+def run_sql(
+    body: SqlRequest,
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    state, sql = _reader(request, authorization)
+    timeout = min(body.timeout, state.config.sql.timeout) if body.timeout else None
+    result = sql.run(body.sql, limit=body.limit, timeout=timeout)
+    state.requests[200] += 1
+    if body.format == "arrow" or (body.format is None and accept and ARROW_STREAM in accept):
+        return arrow_response(result)
+    return json_response({
+        "columns": [{"name": f.name, "type": str(f.type)} for f in result.table.schema],
+        "rows": result.table.to_pylist(),
+        "row_count": result.table.num_rows,
+        "truncated": result.truncated,
+        "elapsed_ms": round(result.elapsed_ms, 3),
+    })
+
+
+@router.get("/traces", summary="Traces, newest first, with filters and cursor paging")
+def list_traces(
+    request: Request,
+    project: str | None = None,
+    experiment_id: str | None = None,
+    name: str | None = Query(None, description="Root span name."),
+    kind: str | None = Query(None, description="Root span kind (agent, llm, tool, ...)."),
+    status: Literal["ok", "error"] | None = None,
+    since: dt.datetime | None = Query(None, description="Traces starting at or after this time (ISO 8601, UTC if no zone)."),
+    until: dt.datetime | None = Query(None, description="Traces starting before this time."),
+    limit: int = Query(50, ge=1, le=1000),
+    cursor: str | None = Query(None, description="next_cursor from the previous page."),
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    state, sql = _reader(request, authorization)
+    where, params = [], []
+    for col, value in (("project", project), ("experiment_id", experiment_id), ("name", name), ("kind", kind), ("status", status)):
+        if value is not None:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("start_time >= ?")
+        params.append(_utc(since))
+    if until is not None:
+        where.append("start_time < ?")
+        params.append(_utc(until))
+    if cursor:
+        at, last_id = _decode_cursor(cursor)
+        where.append("(start_time < ? OR (start_time = ? AND trace_id < ?))")
+        params += [at, at, last_id]
+    query = (
+        f"SELECT {TRACE_COLUMNS} FROM traces" + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY start_time DESC, trace_id DESC LIMIT ?"
+    )
+    table = sql.run_trusted(query, params + [limit + 1])
+    rows = table.to_pylist()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1]["start_time"], rows[-1]["trace_id"])
+    state.requests[200] += 1
+    return json_response({"traces": rows, "next_cursor": next_cursor})
+
+
+@router.get("/traces/{trace_id}", summary="One trace: its summary and all its spans in start order")
+def get_trace(request: Request, trace_id: str, authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
+    state, sql = _reader(request, authorization)
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", trace_id):
+        raise HTTPProblem(400, "bad_trace_id", f"trace id {trace_id[:64]!r}: use 32 hex digits")
+    tid = trace_id.lower()
+    spans = sql.run_trusted("SELECT * FROM spans WHERE trace_id = ? ORDER BY start_time, span_id", [tid]).to_pylist()
+    if not spans:
+        raise HTTPProblem(404, "not_found", f"no spans with trace_id {tid} in the store")
+    summary = sql.run_trusted(f"SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ?", [tid]).to_pylist()
+    state.requests[200] += 1
+    return json_response({"trace": summary[0] if summary else None, "spans": spans})
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _encode_cursor(at: dt.datetime, trace_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), trace_id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        at, trace_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return dt.datetime.fromisoformat(at), str(trace_id)
+    except (ValueError, TypeError):
+        raise HTTPProblem(400, "bad_cursor", "cursor is not one this server gave out; start again without it") from None
+
+
+def arrow_response(result: SqlResult) -> Response:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, result.table.schema) as writer:
+        writer.write_table(result.table)
+    headers = {"X-Tracekit-Truncated": "true" if result.truncated else "false", "X-Tracekit-Rows": str(result.table.num_rows)}
+    return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM, headers=headers)
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """JSON with datetimes as ISO 8601, decimals as numbers, NaN/inf as null (strict JSON)."""
+    try:
+        text = json.dumps(payload, default=_default, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(payload), default=_default, ensure_ascii=False, allow_nan=False)
+    return Response(text, status_code=status, media_type="application/json")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

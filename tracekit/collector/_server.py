@@ -1,0 +1,111 @@
+"""Running the collector: in the foreground (`tracekit serve`) or on a background thread.
+
+    serve(CollectorConfig.from_env(port=4318))            # blocks; SIGINT/SIGTERM stop it cleanly
+
+    with CollectorThread(CollectorConfig.from_env(home=tmp, port=0)) as server:
+        requests.post(server.url + "/v1/traces", ...)     # e.g. in tests and notebooks
+
+The listening socket is bound before uvicorn starts, so port 0 yields a real port to print, and
+connections made while the WAL is replayed wait in the backlog instead of being refused.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+
+from .._errors import CollectorError
+from ._settings import CollectorConfig
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CollectorError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or stop the other server") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _uvicorn_server(config: CollectorConfig, log_level: str) -> "object":
+    import uvicorn
+
+    from . import create_app
+
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            log_level=log_level,
+            access_log=False,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=10,
+            lifespan="on",
+        )
+    )
+
+
+def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable[[str], None] = print) -> None:
+    """Serve until interrupted; prints where it listens and how to point an OTel SDK at it."""
+    sock = bind(config.host, config.port)
+    url = url_of(sock)
+    if not config.loopback and not config.tokens.enabled:
+        echo(f"warning: listening on {config.host} without tokens: anyone who can reach it can read and write traces; set TRACEKIT_TOKEN")
+    echo(f"tracekit collector on {url} (store {config.home.resolve()}); docs {url}/docs")
+    echo(f"  export OTEL_EXPORTER_OTLP_ENDPOINT={url}")
+    server = _uvicorn_server(config, log_level)
+    try:
+        server.run(sockets=[sock])  # type: ignore[attr-defined]
+    finally:
+        sock.close()
+    if not getattr(server, "started", False):
+        raise CollectorError(f"the collector did not start (see the log above); store {config.home}")
+
+
+class CollectorThread:
+    """A collector serving from a daemon thread of this process (tests, notebooks, benchmarks)."""
+
+    def __init__(self, config: CollectorConfig, *, log_level: str = "warning") -> None:
+        self.config = config
+        self.sock = bind(config.host, config.port)
+        self.url = url_of(self.sock)
+        self.server = _uvicorn_server(config, log_level)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)  # type: ignore[attr-defined]
+
+    def start(self, timeout: float = 60.0) -> "CollectorThread":
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:  # type: ignore[attr-defined]
+            if not self._thread.is_alive():
+                raise CollectorError("the collector thread exited during startup (see the log)")
+            if time.monotonic() > deadline:
+                raise CollectorError(f"the collector did not start within {timeout:g} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True  # type: ignore[attr-defined]
+        self._thread.join(30)
+        self.sock.close()
+
+    @property
+    def app(self) -> object:
+        return self.server.config.app  # type: ignore[attr-defined]
+
+    def __enter__(self) -> "CollectorThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
