@@ -1,0 +1,115 @@
+"""Capped output capture: a pump thread per pipe writes a log file and keeps head and tail in memory.
+
+Reading never waits for EOF alone (a daemon can hold a pipe forever): the pump polls with a
+short timeout and stops when told to. Memory is bounded (head + tail ring), the file by the cap.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ._spec import CapturedOutput
+
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 64 * 1024
+CHUNK = 65536
+
+
+class OutputPump(threading.Thread):
+    """Drains `fd` into `path` (up to `cap` bytes), calling `on_limit` once when the cap is passed."""
+
+    def __init__(self, fd: int, path: Path, cap: int, on_limit: Callable[[], None] | None = None,
+                 head_bytes: int = HEAD_BYTES, tail_bytes: int = TAIL_BYTES) -> None:
+        super().__init__(name=f"tracekit-pump-{path.name}", daemon=True)
+        self.fd = fd
+        self.path = path
+        self.cap = cap
+        self.on_limit = on_limit
+        self.head_bytes = head_bytes
+        self.tail_bytes = tail_bytes
+        self.total = 0
+        self.written = 0
+        self.head = bytearray()
+        self._tail = bytearray()  # bytes after the head, last tail_bytes of them
+        self.limit_exceeded = False
+        self._stop_evt = threading.Event()
+        self._file = open(path, "wb")
+
+    def stop(self) -> None:
+        """Ask the pump to finish: it drains what is readable now, then exits."""
+        self._stop_evt.set()
+
+    def run(self) -> None:
+        try:
+            while True:
+                try:
+                    ready, _, _ = select.select([self.fd], [], [], 0.1)
+                except (OSError, ValueError):
+                    break
+                if not ready:
+                    if self._stop_evt.is_set():
+                        break
+                    continue
+                try:
+                    data = os.read(self.fd, CHUNK)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._take(data)
+        finally:
+            self._finish()
+
+    def _take(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.written < self.cap:
+            part = data[: self.cap - self.written]
+            self._file.write(part)
+            self.written += len(part)
+        room = self.head_bytes - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self._tail += data
+            if len(self._tail) > self.tail_bytes:
+                del self._tail[: len(self._tail) - self.tail_bytes]
+        if self.total > self.cap and not self.limit_exceeded:
+            self.limit_exceeded = True
+            if self.on_limit is not None:
+                self.on_limit()
+
+    def _finish(self) -> None:
+        try:
+            if self.total > self.written:
+                note = f"\n[tracekit: output cap of {self.cap} bytes reached; {self.total - self.written} bytes not stored; last {len(self._tail)} bytes follow]\n"
+                self._file.write(note.encode())
+                self._file.write(bytes(self._tail))
+            self._file.close()
+        finally:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+
+    def result(self) -> CapturedOutput:
+        tail = bytes(self._tail)
+        truncated = self.total > len(self.head) + len(tail)
+        return CapturedOutput(
+            head=_decode(bytes(self.head)),
+            tail=_decode(tail),
+            total_bytes=self.total,
+            truncated=truncated,
+            path=self.path,
+            limit_exceeded=self.limit_exceeded,
+        )
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace").replace("\0", "\ufffd")

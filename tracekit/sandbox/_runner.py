@@ -1,0 +1,165 @@
+"""`run(spec)`: one sandboxed run from a fresh workspace copy to a `RunResult` and its `run` span.
+
+    from tracekit.sandbox import RunSpec, run
+    result = run(RunSpec(["python", "train.py"], workspace=Path("target"), budget_s=300, metric="val_bpb"))
+    print(result.status, result.metrics, result.stderr.tail)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import os
+import re
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .._config import get_settings
+from .._errors import SandboxError
+from . import _cgroup, _metrics, _spans, _workspace
+from ._backends import LOCAL_WARNING, choose
+from ._spec import RunResult, RunSpec
+from ._supervise import Outcome, Supervisor
+
+RESERVED_ENV = ("TRACEKIT_RESULT", "TRACEKIT_HOME", "TRACEKIT_RUN_ID", "TRACEKIT_EXPERIMENT_ID", "TRACEPARENT",
+                "TRACEKIT_SANDBOX", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# Never copied from the host through an allowlist *pattern* (an exact name in the allowlist is honoured).
+SECRETISH = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^SSH_|^GPG_|"
+                       r"KUBECONFIG|^DOCKER_|NETRC|^PIP_|^NPM_|^UV_|^HF_", re.IGNORECASE)
+_layout: _cgroup.Layout | None = None
+_layout_lock = threading.Lock()
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+def cgroup_layout() -> _cgroup.Layout:
+    global _layout
+    with _layout_lock:
+        if _layout is None:
+            _layout = _cgroup.detect()
+        return _layout
+
+
+def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_id: str, traceparent: str,
+              project: str, backend: str) -> dict[str, str]:
+    """The candidate's whole environment: allowlisted host variables, explicit ones, then the sandbox's own."""
+    for key in spec.env:
+        if key in RESERVED_ENV:
+            raise SandboxError(f"RunSpec.env sets {key}, which the sandbox sets itself; remove it")
+    env: dict[str, str] = {}
+    for name, value in os.environ.items():
+        for pat in spec.env_allowlist:
+            if name == pat or (any(c in pat for c in "*?[") and fnmatch.fnmatchcase(name, pat) and not SECRETISH.search(name)):
+                env[name] = value
+                break
+    pybin = str(Path(sys.executable).parent)
+    path = env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+    env["PATH"] = pybin + ":" + path if not path.startswith(pybin + ":") else path
+    env.update({"HOME": tmp, "TMPDIR": tmp, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONNOUSERSITE": "1"})
+    env.update(spec.env)
+    env.update({
+        "TRACEKIT_RESULT": str(io_dir / "result.json"),
+        "TRACEKIT_HOME": str(io_dir / "spool"),
+        "TRACEKIT_RUN_ID": run_id,
+        "TRACEKIT_EXPERIMENT_ID": experiment_id,
+        "TRACEKIT_PROJECT": project,
+        "TRACEPARENT": traceparent,
+        "TRACEKIT_SANDBOX": backend,
+    })
+    return env
+
+
+def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | None = None) -> RunResult:
+    """Run `spec` in a sandbox and return how it went. Raises SandboxError only if it cannot start.
+
+    `cancel` (set from another thread) stops the run: SIGTERM, then SIGKILL after `grace_s`;
+    the result then has status "killed".
+    """
+    spec.validate()
+    backend = choose(spec.backend)
+    if not backend.isolated:
+        print(LOCAL_WARNING, file=sys.stderr, flush=True)
+    run_id = run_id or new_run_id()
+    experiment_id = spec.experiment_id or run_id
+    settings = get_settings()
+    home = Path(spec.trace_home or settings.home).resolve()
+    run_dir = Path(spec.run_dir).resolve() if spec.run_dir else Path(tempfile.mkdtemp(prefix=f"tracekit-run-{run_id}-"))
+    workspace, io_dir, tmp_dir = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude)
+    (run_dir / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1, default=str))
+    before = _workspace.snapshot(workspace)
+    argv = spec.argv()
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat()
+    span = _spans.RunSpan(spec.name or "sandbox.run", home, spec.traceparent, {
+        "tracekit.experiment_id": experiment_id, "tracekit.run.id": run_id, "tracekit.run.backend": backend.name,
+        "tracekit.run.command": json.dumps(argv)[:4096], "tracekit.run.budget_s": spec.budget_s,
+    })
+    try:
+        env = build_env(spec, tmp=backend.sandbox_tmp(tmp_dir), io_dir=io_dir, run_id=run_id,
+                        experiment_id=experiment_id, traceparent=span.traceparent, project=settings.project,
+                        backend=backend.name)
+        sup = Supervisor(spec, backend, cgroup_layout(), run_id, argv, env, workspace, io_dir, tmp_dir, run_dir, cancel)
+        out = sup.run()
+    except BaseException as exc:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.span.set_status(Status(StatusCode.ERROR, f"sandbox failed to run: {exc}"))
+        span.span.end()
+        raise
+    assert out.stdout is not None and out.stderr is not None
+    report = _metrics.read_result_file(io_dir, "result.json", spec.result_bytes)
+    if report is None:
+        report = _metrics.parse_stdout(out.stdout.text(), spec.metric)
+    metric_error = _metrics.metric_problem(report, spec.metric)
+    oom = out.oom or (out.limits.get("memory_enforced_by") == "rlimit_as" and out.exit_code not in (0, None)
+                      and "MemoryError" in out.stderr.tail + out.stderr.head)
+    status = _metrics.decide_status(killed=out.reason == "killed", timed_out=out.reason == "timeout", oom=oom,
+                                    output_limit=out.reason == "output_limit", exit_code=out.exit_code,
+                                    signal=out.signal, metric_error=metric_error)
+    changed = _workspace.changed(before, _workspace.snapshot(workspace))
+    result = RunResult(
+        run_id=run_id, status=status, exit_code=out.exit_code, signal=out.signal, wall_s=out.wall_s, cpu_s=out.cpu_s,
+        peak_memory_mb=out.peak_memory_mb, metrics=dict(report.metrics), metric_source=report.source,
+        error=_error_text(status, out, spec, metric_error), stdout=out.stdout, stderr=out.stderr,
+        changed_files=changed, workspace=workspace, run_dir=run_dir, backend=backend.name, limits=out.limits,
+        trace_id=span.trace_id, span_id=span.span_id, experiment_id=experiment_id, metric=spec.metric,
+        started_at=started_at,
+    )
+    try:
+        result.spans_ingested, problems = _spans.ingest(io_dir, home, experiment_id, spec.trace_bytes)
+    except Exception as exc:  # the store must not lose the run's result over a bad spool
+        result.spans_ingested, problems = 0, [f"spans from the run could not be stored: {exc}"]
+    if problems:
+        result.limits["trace_problems"] = problems[:20]
+    span.finish(result, argv)
+    (run_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=1))
+    return result
+
+
+def _error_text(status: str, out: Outcome, spec: RunSpec, metric_error: str | None) -> str | None:
+    notes = "; ".join(out.notes)
+    why = {
+        "ok": None,
+        "killed": "the run was cancelled",
+        "timeout": f"exceeded the {spec.budget_s:g} s budget (SIGTERM, then SIGKILL after {spec.grace_s:g} s)",
+        "oom": f"exceeded the memory limit of {spec.memory_mb} MB",
+        "output_limit": (f"output passed the cap of {spec.output_bytes} bytes"
+                         if out.stdout is not None and (out.stdout.limit_exceeded or (out.stderr is not None and out.stderr.limit_exceeded))
+                         else f"exceeded the disk limit of {spec.disk_mb} MB"),
+        "crash": (f"exited with code {out.exit_code}" if out.signal is None else f"killed by signal {out.signal}"),
+        "no_metric": metric_error,
+    }[status]
+    if status == "crash" and out.stderr is not None:
+        last = [ln for ln in out.stderr.tail.splitlines() or out.stderr.head.splitlines() if ln.strip()]
+        if last:
+            why = f"{why}: {last[-1].strip()[:300]}"
+    if notes and why:
+        return f"{why} ({notes})"
+    return why or (notes or None)

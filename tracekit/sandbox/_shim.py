@@ -1,0 +1,395 @@
+"""The sandbox's init process: starts the candidate, kills its whole tree on request, reports back.
+
+Run by the harness inside the backend (standard library only, interpreter flags `-S -I -B`):
+
+    python -S -I -B _shim.py '{"argv": ["python", "train.py"], "ctl_fd": 5, "status_fd": 6, ...}'
+
+Protocol. The shim writes JSON lines to `status_fd`: `ready` (set up, waiting), `started`, then
+`exit` (the candidate's exit code or signal, CPU time and peak RSS of everything it reaped). The
+harness writes single bytes to `ctl_fd`: `G` go, `T` SIGTERM every process of the run, `K`
+SIGKILL them; end-of-file (the harness died) kills everything too. In a PID namespace the shim is
+PID 1, so `kill(-1, sig)` reaches every process of the run, daemons included; in local mode it
+is a child subreaper and walks its descendants. When the candidate's main process exits, anything
+it left behind is killed. With `otlp`, a small OTLP/HTTP receiver on 127.0.0.1 stores request
+bodies in a spool folder (the harness decodes and validates them afterwards).
+"""
+
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import resource
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+LANDLOCK_SYSCALLS = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same on every arch)
+FILE_RIGHTS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14) | (1 << 15)
+RO_RIGHTS = (1 << 0) | (1 << 2) | (1 << 3)
+
+
+class PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def send(fd, **event):
+    try:
+        os.write(fd, (json.dumps(event) + "\n").encode())
+    except OSError:
+        pass
+
+
+def lo_up():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s.fileno(), 0x8913, req))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH14s", b"lo", flags | 1, b""))  # SIOCSIFFLAGS IFF_UP
+    finally:
+        s.close()
+
+
+def landlock_ruleset(rules):
+    """A ruleset fd allowing `rules` ({"ro": [...], "rw": [...]}) and nothing else; (fd, abi)."""
+    create, add_rule, _ = LANDLOCK_SYSCALLS
+    abi = libc.syscall(create, None, 0, 1)
+    if abi < 1:
+        return None, 0
+    handled = (1 << 13) - 1
+    if abi >= 2:
+        handled |= 1 << 13
+    if abi >= 3:
+        handled |= 1 << 14
+    if abi >= 5:
+        handled |= 1 << 15
+    attr = ctypes.c_uint64(handled)
+    fd = libc.syscall(create, ctypes.byref(attr), 8, 0)
+    if fd < 0:
+        return None, 0
+    for kind, paths in (("ro", rules.get("ro", [])), ("rw", rules.get("rw", []))):
+        for path in paths:
+            try:
+                pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                access = handled if kind == "rw" else RO_RIGHTS
+                if not os.path.isdir(path):
+                    access &= FILE_RIGHTS & handled
+                rule = PathBeneath(access, pfd)
+                libc.syscall(add_rule, fd, 1, ctypes.byref(rule), 0)
+            finally:
+                os.close(pfd)
+    return fd, abi
+
+
+def drop_privileges(ruleset_fd):
+    """No new privileges, no capabilities (bounding, ambient, effective), then the Landlock rules."""
+    for cap in range(64):
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+    libc.prctl(28, 0b11101111, 0, 0, 0)  # PR_SET_SECUREBITS: noroot, no_setuid_fixup, keep_caps_locked, no_ambient_raise (+ locks)
+    libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    if ruleset_fd is not None and libc.syscall(LANDLOCK_SYSCALLS[2], ruleset_fd, 0) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    hdr = CapHeader(0x20080522, 0)
+    data = (CapData * 2)()
+    if libc.capset(ctypes.byref(hdr), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def child(cfg, env, ruleset_fd):
+    argv = cfg["argv"]
+    try:
+        os.setsid()
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+        for name, (soft, hard) in cfg.get("rlimits", {}).items():
+            which = getattr(resource, name)
+            cur_soft, cur_hard = resource.getrlimit(which)
+            if cur_hard != resource.RLIM_INFINITY:
+                hard = min(hard, cur_hard)
+            resource.setrlimit(which, (min(soft, hard), hard))
+        if cfg.get("drop_caps"):
+            drop_privileges(ruleset_fd)
+        os.chdir(cfg["cwd"])
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        os.write(2, f"tracekit sandbox: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
+        os._exit(127 if exc.errno == errno.ENOENT else 126)
+    except BaseException as exc:  # noqa: BLE001 - the child must never return into the shim
+        os.write(2, f"tracekit sandbox: cannot start the command: {exc!r}\n".encode())
+        os._exit(126)
+
+
+class Tree:
+    def __init__(self, pidns):
+        self.pidns = pidns
+        self.me = os.getpid()
+
+    def descendants(self):
+        children = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            rest = data[data.rfind(b")") + 2:].split()
+            if len(rest) >= 2:
+                children.setdefault(int(rest[1]), []).append(int(name))
+        out, todo = [], list(children.get(self.me, []))
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            todo.extend(children.get(p, []))
+        return out
+
+    def signal_all(self, sig):
+        if self.pidns:
+            try:
+                os.kill(-1, sig)
+            except OSError:
+                pass
+            return
+        for p in self.descendants():
+            try:
+                os.kill(p, sig)
+            except OSError:
+                pass
+
+
+class Receiver:
+    """A minimal OTLP/HTTP server: each POST body becomes one file in `dir` (total capped)."""
+
+    def __init__(self, cfg):
+        self.dir = cfg["dir"]
+        self.max_bytes = cfg["max_bytes"]
+        self.used = 0
+        self.seq = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.active = 0
+
+    def start(self):
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.active >= 32:
+                    conn.close()
+                    continue
+                self.active += 1
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        try:
+            conn.settimeout(60)
+            f = conn.makefile("rb")
+            while self.one_request(conn, f):
+                pass
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self.lock:
+                self.active -= 1
+            conn.close()
+
+    def one_request(self, conn, f):
+        line = f.readline(8192)
+        if not line:
+            return False
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3:
+            return False
+        method, path = parts[0], parts[1]
+        headers = {}
+        for _ in range(100):
+            h = f.readline(8192)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = h.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if headers.get("expect", "").lower() == "100-continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body, ok = self.read_body(f, headers)
+        ctype = headers.get("content-type", "application/x-protobuf").split(";")[0].strip()
+        is_json = ctype == "application/json"
+        status = "200 OK"
+        if not ok:
+            status = "413 Payload Too Large"
+        elif method == "POST" and path.split("?")[0].rstrip("/") == "/v1/traces":
+            self.store(body, is_json, headers.get("content-encoding", "").lower() == "gzip")
+        elif method != "POST":
+            status = "405 Method Not Allowed"
+        reply = b"{}" if is_json else b""
+        conn.sendall(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(reply)}\r\n\r\n".encode() + reply)
+        return ok and headers.get("connection", "").lower() != "close"
+
+    def read_body(self, f, headers):
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks, total = [], 0
+            while True:
+                size = int(f.readline(64).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    f.readline(64)
+                    break
+                total += size
+                if not self.reserve(size):
+                    return b"", False
+                chunks.append(f.read(size))
+                f.readline(64)
+            return b"".join(chunks), True
+        length = int(headers.get("content-length", "0") or 0)
+        if length < 0 or not self.reserve(length):
+            return b"", False
+        return f.read(length), True
+
+    def reserve(self, n):
+        with self.lock:
+            if self.used + n > self.max_bytes:
+                return False
+            self.used += n
+            return True
+
+    def store(self, body, is_json, gz):
+        with self.lock:
+            self.seq += 1
+            seq = self.seq
+        name = f"{seq:06d}.{'json' if is_json else 'pb'}{'.gz' if gz else ''}"
+        tmp = os.path.join(self.dir, "." + name + ".tmp")
+        with open(tmp, "wb") as out:
+            out.write(body)
+        os.rename(tmp, os.path.join(self.dir, name))
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    ctl, st = cfg["ctl_fd"], cfg["status_fd"]
+    os.set_inheritable(ctl, False)
+    os.set_inheritable(st, False)
+    pidns = cfg["mode"] == "pidns"
+    if not pidns:
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans (daemons) stay in our tree
+    if cfg.get("lo_up"):
+        lo_up()
+    if cfg.get("tmpfs"):
+        t = cfg["tmpfs"]
+        opts = f"size={int(t['size'])},mode=1777".encode()
+        if libc.mount(b"tmpfs", t["path"].encode(), b"tmpfs", 0, opts) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot mount a tmpfs on {t['path']}")
+    ruleset_fd, abi = (None, 0)
+    if cfg.get("landlock") is not None:
+        ruleset_fd, abi = landlock_ruleset(cfg["landlock"])
+    env = dict(os.environ)
+    receiver = Receiver(cfg["otlp"]) if cfg.get("otlp") else None
+    if receiver is not None:
+        url = f"http://127.0.0.1:{receiver.port}"
+        env.update({
+            "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": url + "/v1/traces",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+        })
+    send(st, ev="ready", landlock=abi, otlp_port=receiver.port if receiver else None)
+    try:
+        go = os.read(ctl, 1)
+    except OSError:
+        go = b""
+    if go != b"G":
+        os._exit(0)
+    pid = os.fork()
+    if pid == 0:
+        child(cfg, env, ruleset_fd)
+    send(st, ev="started")
+    tree = Tree(pidns)
+
+    def control():
+        while True:
+            try:
+                b = os.read(ctl, 1)
+            except InterruptedError:
+                continue
+            except OSError:
+                b = b""
+            if b == b"T":
+                tree.signal_all(signal.SIGTERM)
+            elif b == b"K":
+                tree.signal_all(signal.SIGKILL)
+            elif not b:
+                tree.signal_all(signal.SIGKILL)
+                return
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda s, f: tree.signal_all(signal.SIGTERM))
+    threading.Thread(target=control, daemon=True).start()
+    if receiver is not None:
+        receiver.start()
+    status = 0
+    while True:
+        try:
+            wpid, wstatus, _ = os.wait4(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if wpid == pid:
+            status = wstatus
+            break
+    left = 0
+    end = time.monotonic() + 5
+    while True:
+        try:
+            wpid, _, _ = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if wpid:
+            left += 1
+            continue
+        if time.monotonic() > end:
+            break
+        tree.signal_all(signal.SIGKILL)
+        time.sleep(0.005)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    code = os.waitstatus_to_exitcode(status)
+    send(st, ev="exit", code=code if code >= 0 else None, signal=-code if code < 0 else None,
+         cpu_s=round(ru.ru_utime + ru.ru_stime, 6), maxrss_kb=ru.ru_maxrss, left=left)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+if __name__ == "__main__":
+    main()
