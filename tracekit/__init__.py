@@ -34,11 +34,17 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, str]] = {
     "query": ("tracekit._query", "query"),
     "Store": ("tracekit._store", "Store"),
+    "instrument_anthropic": ("tracekit._anthropic", "instrument_anthropic"),
+    "uninstrument_anthropic": ("tracekit._anthropic", "uninstrument_anthropic"),
+    "set_model_prices": ("tracekit._anthropic_prices", "set_model_prices"),
 }
 
 if TYPE_CHECKING:
     from ._query import query as query
     from ._store import Store as Store
+    from ._anthropic import instrument_anthropic as instrument_anthropic
+    from ._anthropic import uninstrument_anthropic as uninstrument_anthropic
+    from ._anthropic_prices import set_model_prices as set_model_prices
 
 
 def __getattr__(name: str) -> Any:
@@ -73,9 +79,12 @@ __all__ = sorted([
     "experiment",
     "flush",
     "get_settings",
+    "instrument_anthropic",
     "log_metric",
     "query",
+    "set_model_prices",
     "shutdown",
     "span",
     "trace",
+    "uninstrument_anthropic",
 ])

@@ -65,7 +65,7 @@ VIEW_DOCS: dict[str, str] = {
     "traces": "One row per trace: root span, project, experiment, start, duration, span and error counts.",
     "metrics": "Time series logged with tracekit.log_metric: one row per point (name, value, step, time).",
 }
-VIEW_MODULES: list[str] = []  # modules that call register_view when imported
+VIEW_MODULES: list[str] = ["tracekit._llmviews"]  # modules that call register_view when imported
 
 
 def register_view(name: str, sql: str, doc: str = "") -> None:
