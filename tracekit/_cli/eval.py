@@ -84,7 +84,7 @@ def run_cmd(
     def on_start(run_id: str, to_run: int, already: int) -> None:
         state["run_id"] = run_id
         if already:
-            err_console.print(f"resuming {run_id}: {already} case results kept, {to_run} to run")
+            typer.echo(f"resuming {run_id}: {already} case results kept, {to_run} to run", err=True)
         bar.append(progress.add_task(f"{task.name} {run_id}", total=to_run, failed=0))
 
     def on_result(row: dict[str, Any], done: int, total: int) -> None:
@@ -99,7 +99,8 @@ def run_cmd(
                               source=source, on_start=on_start, on_result=on_result)
     except KeyboardInterrupt:
         if state["run_id"]:
-            err_console.print(f"interrupted; finished cases are stored. Resume with: tracekit eval run {spec} --resume {state['run_id']}")
+            typer.echo(f"interrupted; finished cases are stored. Resume with: tracekit eval run {spec} --resume {state['run_id']}",
+                       err=True)
         raise typer.Exit(130) from None
     if fmt == "json":
         emit(json.dumps({"run_id": report.run_id, "task": report.task, "status": report.status,

@@ -48,7 +48,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 def main(argv: list[str] | None = None) -> int:
     """Entry point: expected errors print one clear message (no traceback) and exit 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except TracekitError as exc:
         from ._common import err_console
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0  # a command's typer.Exit(code) comes back as the return value
 
 
 if __name__ == "__main__":
