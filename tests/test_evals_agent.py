@@ -113,12 +113,12 @@ def test_llm_judge_grades_with_the_rubric_and_is_traced(home: Path, messages_ser
     prompt = judged[0].text
     assert "Correct if the answer states the reference number." in prompt and "<reference_answer>\n12\n" in prompt
     assert "GRADE: P" in prompt  # partial credit offered
-    # the judge's call is in the case's trace, below the scorer's span
-    tree = tracekit.query(f"""
-        SELECT s.name, s.kind, p.name FROM spans s JOIN spans p ON p.span_id = s.parent_span_id
-        WHERE s.trace_id = '{rows['a']['trace_id']}' AND s.kind = 'llm'""").fetchall()
-    assert len(tree) == 1 and tree[0][2] == "score/llm_judge"
-
+    # the judge's call is in the case's trace, below the scorer's span, once in llm_calls
+    calls = tracekit.query(f"""
+        SELECT l.model, l.input_tokens > 0, l.output_messages LIKE '%GRADE: C%', p.name
+        FROM llm_calls l JOIN spans p ON p.span_id = l.parent_span_id
+        WHERE l.trace_id = '{rows['a']['trace_id']}'""").fetchall()
+    assert calls == [(JUDGE_MODEL, True, True, "score/llm_judge")]
 
 def test_llm_judge_transient_errors_are_retried(home: Path, messages_server: MessagesServer) -> None:
     messages_server.responder = _respond

@@ -9,8 +9,10 @@
 The judge sees the case's input, the output, the target (as the reference answer, when there is
 one) and the rubric, and ends its reply with `GRADE: C` (correct, 1.0), `GRADE: P` (partial, 0.5)
 or `GRADE: I` (incorrect, 0.0). Its reasoning becomes the score's explanation. Each judge call is
-traced: a `score/<name>` span and, below it, an `llm` span with the model, prompt, reply and token
-usage. A reply without a grade is a scorer error (the case is recorded with it), never a silent 0.
+traced: the judge's client is instrumented (`tracekit.instrument_anthropic(client)`), so below the
+case's `score/<name>` span there is an `llm` span with the model, prompt, reply, tokens and cost
+(a row of `llm_calls`). A reply without a grade is a scorer error (the case is recorded with it),
+never a silent 0.
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ def llm_judge(
             if api_key:
                 kwargs["api_key"] = api_key
             state["client"] = anthropic.Anthropic(**kwargs)
+        if not state.get("traced"):
+            from .._anthropic import instrument_anthropic, is_instrumented
+
+            if not is_instrumented(state["client"]):
+                instrument_anthropic(state["client"])  # the judge's calls are llm spans (llm_calls view)
+            state["traced"] = True
         return state["client"]
 
     async def score(output: Any, sample: "Sample") -> Score:
