@@ -210,7 +210,7 @@ def get_table(name: str) -> Table:
 
 
 # Modules that declare tables of their own; imported lazily so `import tracekit` stays light.
-COMPONENT_TABLE_MODULES: list[str] = ["tracekit.evals._tables"]
+COMPONENT_TABLE_MODULES: list[str] = ["tracekit.evals._tables", "tracekit.optimizer._ledger"]
 
 
 def _load_component_tables() -> None:

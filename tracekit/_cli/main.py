@@ -26,6 +26,7 @@ app = typer.Typer(
 COMMANDS = [
     "tracekit._cli.demo",
     "tracekit._cli.eval",
+    "tracekit._cli.optimize",
     "tracekit._cli.serve",
     "tracekit._cli.sql",
     "tracekit._cli.store",

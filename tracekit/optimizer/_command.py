@@ -1,0 +1,149 @@
+"""The `command` proposer: any coding-agent CLI edits a scratch copy of the target in place.
+
+The loop writes the full context to a read-only folder (prompt.md, history.tsv, every past
+experiment's diff, logs, metric curves and spans) and the proposer runs the command with the
+copy as its working directory. Placeholders in the command: `{prompt_file}`, `{context_dir}`,
+`{workspace}`, `{rationale_file}`; the prompt also arrives on stdin and the same paths in the
+environment (TRACEKIT_PROMPT_FILE, TRACEKIT_CONTEXT_DIR, TRACEKIT_WORKSPACE,
+TRACEKIT_RATIONALE_FILE). Afterwards tracekit keeps the changes to the editable files only
+(others are dropped and listed), reads the rationale from the rationale file (else the last line of
+stdout) and the cost from a JSON stdout with `total_cost_usd` / `usage` (as `claude -p
+--output-format json` prints).
+
+    tracekit optimize . --proposer command \\
+        --proposer-cmd 'claude -p "$(cat {prompt_file})" --output-format json --max-budget-usd 0.5'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from .._errors import OptimizerError
+from ._proposer import Cost, Proposal, ProposalContext
+from ._validate import InvalidProposal
+
+
+def copy_target(root: Path, dest: Path, exclude: tuple[str, ...]) -> None:
+    """Copy the target folder to `dest`, skipping names matching `exclude` (globs)."""
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if any(fnmatch(n, pat) for pat in exclude)}
+
+    shutil.copytree(root, dest, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+
+
+def _snapshot(folder: Path, exclude: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not any(fnmatch(d, p) for p in exclude)]
+        for n in filenames:
+            p = Path(dirpath) / n
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            out[str(p.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def parse_cost(stdout: str) -> Cost:
+    """Cost from a JSON object on stdout (claude -p --output-format json), else zero with unknown USD."""
+    text = stdout.strip()
+    start = text.rfind("\n{")
+    candidates = [text] + ([text[start + 1:]] if start >= 0 else [])
+    for c in candidates:
+        try:
+            data = json.loads(c)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            usage = data.get("usage") or {}
+            usd = data.get("total_cost_usd", data.get("cost_usd"))
+            return Cost(int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0),
+                        int(usage.get("cache_read_input_tokens", 0) or 0),
+                        int(usage.get("cache_creation_input_tokens", 0) or 0),
+                        float(usd) if usd is not None else None)
+    return Cost(usd=None)
+
+
+class CommandProposer:
+    """Runs a CLI on a scratch copy of the target; keeps the diff of the editable files."""
+
+    name = "command"
+    needs_context_dir = True
+
+    def __init__(self, command: str | list[str], timeout_s: float = 900.0, env: dict[str, str] | None = None) -> None:
+        if not command:
+            raise OptimizerError("the command proposer needs a command: --proposer-cmd 'claude -p ...' or "
+                                 "[proposer] command = \"...\" in tracekit.toml")
+        self.command = command
+        self.timeout_s = timeout_s
+        self.env = env or {}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "CommandProposer":
+        return cls(command=options.get("command") or "", timeout_s=float(options.get("timeout_s", 900.0)),
+                   env={str(k): str(v) for k, v in (options.get("env") or {}).items()})
+
+    def _argv(self, paths: dict[str, str]) -> tuple[list[str] | str, bool]:
+        if isinstance(self.command, list):
+            return [a.format(**paths) for a in self.command], False
+        quoted = {k: shlex.quote(v) for k, v in paths.items()}
+        return self.command.format(**quoted), True
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        target = ctx.target
+        work = ctx.scratch / "workspace"
+        copy_target(target.root, work, target.exclude)
+        for rel, text in ctx.files.items():
+            (work / rel).write_text(text)
+        before = _snapshot(work, target.exclude)
+        prompt_file = ctx.context_dir / "prompt.md"
+        rationale_file = ctx.scratch / "rationale.txt"
+        paths = {"prompt_file": str(prompt_file), "context_dir": str(ctx.context_dir), "workspace": str(work),
+                 "rationale_file": str(rationale_file)}
+        argv, shell = self._argv(paths)
+        env = {k: v for k, v in os.environ.items() if k not in ("TRACEPARENT", "TRACESTATE")}
+        env.update(self.env)
+        env.update({"TRACEKIT_PROMPT_FILE": paths["prompt_file"], "TRACEKIT_CONTEXT_DIR": paths["context_dir"],
+                    "TRACEKIT_WORKSPACE": paths["workspace"], "TRACEKIT_RATIONALE_FILE": paths["rationale_file"]})
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, shell=shell, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, text=True, errors="replace")
+        try:
+            out, err = proc.communicate(ctx.full_prompt, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise InvalidProposal("command", f"the proposer command ran past its {self.timeout_s:g} s timeout and was "
+                                             f"killed; stderr tail: {err[-500:]}") from None
+        except BrokenPipeError:
+            out, err = proc.communicate()
+        raw = (out or "") + (("\n[stderr]\n" + err) if err else "")
+        if proc.returncode != 0:
+            raise InvalidProposal("command", f"the proposer command exited with code {proc.returncode} after "
+                                             f"{time.perf_counter() - t0:.1f} s; stderr tail: {(err or '')[-800:]}")
+        after = _snapshot(work, target.exclude)
+        touched = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        ignored = [t for t in touched if t not in target.editable]
+        files = {rel: (work / rel).read_text(errors="replace") for rel in target.editable if (work / rel).is_file()}
+        rationale = rationale_file.read_text(errors="replace").strip() if rationale_file.is_file() else ""
+        if not rationale:
+            lines = [ln.strip() for ln in (out or "").splitlines() if ln.strip()]
+            if lines and not lines[-1].startswith("{"):
+                rationale = lines[-1]
+            else:
+                try:
+                    rationale = str(json.loads(out).get("result", ""))[-400:]
+                except (ValueError, AttributeError):
+                    rationale = ""
+        return Proposal(files=files, rationale=" ".join(rationale.split())[:600], cost=parse_cost(out or ""),
+                        raw_output=raw[-20000:], meta={"ignored_changes": ignored, "exit_code": proc.returncode})

@@ -1,0 +1,150 @@
+"""Reading a run back: status, a markdown summary and the progress plot (like autoresearch's progress.png).
+
+    rows = ledger_rows(home, "main")
+    print(summary_markdown(rows))
+    plot_progress(rows, Path("progress.png"))      # needs matplotlib (the `plot` extra)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .._errors import OptimizerError
+
+
+def runs(home: Path) -> list[dict[str, Any]]:
+    """Every run recorded under `home` (its run.json), oldest first."""
+    out = []
+    for p in sorted((Path(home) / "optimizer").glob("*/run.json")):
+        try:
+            out.append(json.loads(p.read_text()))
+        except ValueError:
+            continue
+    return sorted(out, key=lambda m: m.get("created_at", ""))
+
+
+def pick_run(home: Path, run_id: str | None) -> str:
+    found = runs(home)
+    if run_id:
+        if not any(m["run_id"] == run_id for m in found):
+            names = ", ".join(m["run_id"] for m in found) or "none"
+            raise OptimizerError(f"no run {run_id!r} under {home} (runs: {names})")
+        return run_id
+    if not found:
+        raise OptimizerError(f"no optimization run under {home}; start one with: tracekit optimize TARGET_DIR")
+    return found[-1]["run_id"]
+
+
+def ledger_rows(home: Path, run_id: str) -> list[dict[str, Any]]:
+    from ._ledger import Ledger
+
+    return Ledger(home, run_id).rows
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    kept = [r for r in rows if r["status"] in ("baseline", "keep") and r.get("metric") is not None]
+    keeps = [r for r in kept if r["status"] == "keep"]
+    return keeps[-1] if keeps else (kept[-1] if kept else None)
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["status"]] = out.get(r["status"], 0) + 1
+    return out
+
+
+def summary_markdown(rows: list[dict[str, Any]], run_id: str = "", pending: int = 0) -> str:
+    if not rows:
+        return f"# Run {run_id}\n\nNo experiments recorded yet.\n"
+    metric = rows[0].get("metric_name") or "metric"
+    direction = rows[0].get("direction") or "min"
+    base = [r["metric"] for r in rows if r["status"] == "baseline" and r.get("metric") is not None]
+    base_mean = sum(base) / len(base) if base else None
+    best = best_row(rows)
+    c = counts(rows)
+    cost = sum(r.get("cost_usd") or 0.0 for r in rows)
+    run_s = sum(r.get("run_s") or 0.0 for r in rows)
+    overhead = [r["overhead_s"] / r["total_s"] for r in rows if r.get("total_s") and r.get("overhead_s") is not None
+                and r["status"] != "invalid"]
+    lines = [f"# Run {run_id}: {len(rows)} experiments, {c.get('keep', 0)} kept improvements", ""]
+    lines.append(f"- metric: {metric} ({'lower' if direction == 'min' else 'higher'} is better)")
+    if base_mean is not None:
+        noise = rows[-1].get("noise")
+        lines.append(f"- baseline: {base_mean:.6g} over {len(base)} runs" + (f" (noise stdev {noise:.3g})" if noise else ""))
+    if best is not None and best.get("metric") is not None:
+        rel = ""
+        if base_mean:
+            rel = f", {100 * (best['metric'] - base_mean) / abs(base_mean):+.2f}% vs baseline"
+        lines.append(f"- best: {best['metric']:.6g} ({best['experiment_id']}, commit {str(best.get('candidate_commit'))[:10]}{rel})")
+    lines.append("- statuses: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())) + (f", {pending} in flight" if pending else ""))
+    lines.append(f"- proposer cost: ${cost:.4f}; run time {run_s / 60:.1f} min"
+                 + (f"; tracekit overhead {100 * sum(overhead) / len(overhead):.2f}% of experiment time" if overhead else ""))
+    keeps = [r for r in rows if r["status"] == "keep"]
+    if keeps:
+        lines += ["", "## Kept improvements", "", f"| id | {metric} | improvement | change |", "|---|---|---|---|"]
+        for r in keeps:
+            lines.append(f"| {r['experiment_id']} | {r['metric']:.6g} | {r.get('improvement') or 0:+.4g} | "
+                         f"{(r.get('description') or '').replace('|', '/')[:120]} |")
+    fails = [r for r in rows if r["status"] in ("crash", "timeout")]
+    if fails:
+        lines += ["", "## Crashes and timeouts", ""]
+        for r in fails[-10:]:
+            why = (r.get("error") or "").strip().splitlines()
+            lines.append(f"- {r['experiment_id']} ({r['status']}): {why[-1][:200] if why else r.get('run_status')}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
+    """Metric per experiment (discarded grey, kept green, failures marked at the bottom), running best as a step line."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise OptimizerError("the progress plot needs matplotlib: pip install 'tracekit-loop[plot]'") from exc
+    measured = [r for r in rows if r.get("metric") is not None and r["status"] in ("baseline", "keep", "discard")]
+    if not measured:
+        raise OptimizerError("no measured experiment yet; nothing to plot")
+    direction = rows[0].get("direction") or "min"
+    metric = rows[0].get("metric_name") or "metric"
+    fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
+    disc = [r for r in measured if r["status"] == "discard"]
+    ax.scatter([r["seq"] for r in disc], [r["metric"] for r in disc], s=18, color="#bbbbbb", label="discarded", zorder=2)
+    kept = [r for r in measured if r["status"] in ("baseline", "keep")]
+    ax.scatter([r["seq"] for r in kept], [r["metric"] for r in kept], s=40, color="#2ca02c", label="kept", zorder=3)
+    base = [r for r in kept if r["status"] == "baseline"]
+    best_x = [min(r["seq"] for r in base)] if base else []
+    best_y = [sum(r["metric"] for r in base) / len(base)] if base else []
+    for r in sorted((r for r in kept if r["status"] == "keep"), key=lambda r: r["seq"]):
+        best_x.append(r["seq"])
+        best_y.append(r["metric"])
+    last_seq = max(r["seq"] for r in rows)
+    if best_x:
+        ax.step(best_x + [last_seq], best_y + [best_y[-1]], where="post", color="#2ca02c", alpha=0.6, label="incumbent")
+    for r in kept:
+        if r["status"] == "keep":
+            label = re.sub(r"\s*\([^)]*\)\s*$", "", r.get("description") or "")[:48]
+            ax.annotate(label, (r["seq"], r["metric"]), textcoords="offset points",
+                        xytext=(4, 6), fontsize=7, color="#1f6f1f", rotation=20)
+    fails = [r for r in rows if r["status"] in ("crash", "timeout")]
+    if fails:
+        lo = min(r["metric"] for r in measured)
+        hi = max(r["metric"] for r in measured)
+        y = hi + 0.05 * (hi - lo or 1.0) if direction == "min" else lo - 0.05 * (hi - lo or 1.0)
+        ax.scatter([r["seq"] for r in fails], [y] * len(fails), marker="x", color="#d62728", label="crash / timeout", zorder=3)
+    n_keep = sum(1 for r in rows if r["status"] == "keep")
+    ax.set_title(title or f"{len(rows)} Experiments, {n_keep} Kept Improvements")
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

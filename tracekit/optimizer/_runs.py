@@ -1,0 +1,220 @@
+"""Running candidates and deciding: launch in the sandbox, keep or discard, resume after a kill.
+
+Mixed into `Recorder` (see `_records`): these methods use its ledger, session, repo and spans.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import Status, StatusCode
+
+from .._errors import OptimizerError
+from ._execute import Executor, Flight, Parent
+from ._proposer import Cost, Proposal
+from ._validate import Candidate
+
+if TYPE_CHECKING:
+    from ._records import Recorder
+
+COMPACT_EVERY = 20
+
+
+def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str, traceparent: str) -> Any:
+    from tracekit.sandbox import RunSpec
+
+    t = rec.target
+    ro = [str((t.root / p).resolve()) if not Path(p).is_absolute() else str(Path(p).expanduser()) for p in t.ro_paths]
+    run_dir = rec.ledger.exp_dir(f.experiment_id) / f"run-{f.attempt}-{len(f.results) + 1}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return RunSpec(
+        command=t.run_argv(), workspace=workspace, budget_s=t.budget_s, grace_s=t.grace_s, memory_mb=t.memory_mb,
+        max_procs=t.max_procs, disk_mb=t.disk_mb, output_bytes=t.output_bytes, network=t.network, env=dict(t.env),
+        ro_paths=ro, metric=t.metric, experiment_id=f.experiment_id, trace_home=rec.session.home, backend=backend,
+        run_dir=run_dir, traceparent=traceparent, name=f.experiment_id,
+    )
+
+
+class Runs:
+    """launch / finish / reconcile (methods of Recorder)."""
+
+    def launch(self: "Recorder", executor: Executor, f: Flight, backend: str) -> Flight:
+        assert f.candidate is not None
+        ws = self.session.workspace(f.experiment_id, f.candidate.files)
+        f.run_span = self._span("optimizer.run", "run", f.root, f.experiment_id,
+                                **{"tracekit.optimizer.attempt": f.attempt, "tracekit.optimizer.run_index": len(f.results) + 1})
+        trace_id, span_id = self._ids(f.run_span)
+        spec = _spec(self, f, ws, backend, f"00-{trace_id}-{span_id}-01")
+        f.handle = executor.submit(spec)
+        self.on_event("launched", {"experiment_id": f.experiment_id, "baseline": f.baseline, "attempt": f.attempt,
+                                   "description": f.proposal.rationale if f.proposal else ""})
+        return f
+
+    def finish(self: "Recorder", executor: Executor, f: Flight, backend: str) -> Flight | None:
+        """Record the run that just ended; returns the flight again when it needs a confirming rerun."""
+        try:
+            res = executor.result(f.handle)
+            result = res.to_dict()
+        except Exception as exc:  # the executor itself failed (not the candidate): record it as a crash
+            result = {"status": "crash", "error": f"executor error: {type(exc).__name__}: {exc}", "metrics": {},
+                      "wall_s": 0.0, "exit_code": None, "stdout": {}, "stderr": {}}
+        if f.run_span is not None:
+            f.run_span.set_attributes({"tracekit.sandbox.status": str(result.get("status")),
+                                       "tracekit.sandbox.wall_s": float(result.get("wall_s") or 0.0)})
+            if result.get("status") != "ok":
+                f.run_span.set_status(Status(StatusCode.ERROR, str(result.get("error") or result.get("status"))[:500]))
+            f.run_span.end()
+        f.results.append(result)
+        self.ledger.write_result(f.experiment_id, {"attempt": f.attempt, "results": f.results})
+        self._cleanup(f, result)
+        return self.decide(executor, f, backend)
+
+    def _cleanup(self: "Recorder", f: Flight, result: dict[str, Any]) -> None:
+        self.session.drop_workspace(f.experiment_id)
+        run_dir = result.get("run_dir")
+        if run_dir:
+            for sub in ("workspace", "io", "tmp"):
+                shutil.rmtree(Path(run_dir) / sub, ignore_errors=True)
+
+    def decide(self: "Recorder", executor: Executor, f: Flight, backend: str) -> Flight | None:
+        t = self.target
+        last = f.results[-1]
+        span = self._span("optimizer.decide", "eval", f.root, f.experiment_id)
+        status = last.get("status")
+        metrics = last.get("metrics") or {}
+        value = metrics.get(t.metric) if status == "ok" else None
+        extra: dict[str, Any] = {
+            "run_status": status, "exit_code": last.get("exit_code"), "error": last.get("error"),
+            "stdout_tail": _tail(last.get("stdout")), "stderr_tail": _tail(last.get("stderr")),
+            "summary": json.dumps(metrics), "run_span_id": last.get("span_id"),
+            "metric_runs": [r["metrics"][t.metric] for r in f.results if r.get("status") == "ok" and t.metric in (r.get("metrics") or {})],
+        }
+        again = None
+        if f.baseline:
+            if value is None:
+                row = self._row(f, "crash", **extra)
+                self._record(f, row, span)
+                raise OptimizerError(f"the baseline run failed ({status}): {last.get('error') or ''}\n"
+                                     f"{extra['stderr_tail'] or extra['stdout_tail'] or ''}"[-3000:]
+                                     + f"\nFix the target so its unmodified code runs and prints {t.metric}.")
+            row = self._row(f, "baseline", metric=value, **extra)
+        elif value is None:
+            status_l = "timeout" if status == "timeout" else "crash"
+            row = self._row(f, status_l, **extra)
+        else:
+            inc = self.incumbent()
+            thr = self.threshold()
+            runs = extra["metric_runs"]
+            metric = sum(runs) / len(runs)
+            imp = t.improvement(metric, inc.metric) if inc.metric is not None else 0.0
+            confirmed = None
+            if imp > thr and t.noise.confirm and len(runs) == 1:
+                span.set_attributes({"tracekit.optimizer.decision": "confirm"})
+                span.end()
+                self.ledger.write_result(f.experiment_id, {"attempt": f.attempt, "results": f.results})
+                self.on_event("confirm", {"experiment_id": f.experiment_id, "metric": metric})
+                return self.launch(executor, f, backend)
+            if t.noise.confirm and len(runs) > 1:
+                confirmed = imp > thr
+            status_l = "keep" if imp > thr else "discard"
+            commit = f.commit
+            if status_l == "keep":
+                commit = self._advance(f)
+            row = self._row(f, status_l, metric=metric, parent_metric=inc.metric, delta=metric - inc.metric
+                            if inc.metric is not None else None, improvement=imp, confirmed=confirmed,
+                            candidate_commit=commit, **extra)
+        self._record(f, row, span)
+        return again
+
+    def _advance(self: "Recorder", f: Flight) -> str:
+        """Move the branch to the candidate (re-parented if the branch moved meanwhile); idempotent."""
+        assert f.commit is not None
+        head = self.session.branch_head()
+        if self.repo.tree(head) == self.repo.tree(f.commit) and head != self.incumbent().commit:
+            return head  # already moved before a kill: the outcome row is what was missing
+        new = f.commit if head == f.parent.commit else self.repo.recommit(
+            f.commit, head, f"{f.experiment_id}: {(f.proposal.rationale if f.proposal else '')}"[:2000])
+        self.session.move_branch(new, head)
+        return new
+
+    def _record(self: "Recorder", f: Flight, row: dict[str, Any], span: Any) -> None:
+        span.set_attributes({"tracekit.optimizer.status": row["status"],
+                             "tracekit.optimizer.metric": row.get("metric") if row.get("metric") is not None else float("nan"),
+                             "tracekit.optimizer.improvement": row.get("improvement") if row.get("improvement") is not None else 0.0})
+        span.end()
+        self.ledger.write_outcome(row)
+        if f.candidate is not None:
+            self.in_flight_hashes.pop(f.candidate.content_hash, None)
+        if f.root is not None:
+            f.root.set_attributes({"tracekit.optimizer.status": row["status"]})
+            if row["status"] in ("crash", "timeout"):
+                f.root.set_status(Status(StatusCode.ERROR, f"{row['status']}: {row.get('error') or ''}"[:500]))
+            f.root.end()
+        self.on_event("finished", {"row": row})
+        self.finished_since_compact += 1
+        if self.finished_since_compact >= COMPACT_EVERY:
+            self.finished_since_compact = 0
+            for table in ("spans", "experiments"):
+                try:
+                    self.ledger.store.compact(table)
+                except Exception as exc:  # compaction is an optimization; never stop the loop for it
+                    self.on_event("warning", {"message": f"compacting {table} failed: {exc}"})
+
+    # -- resume ---------------------------------------------------------------------------------------
+
+    def reconcile(self: "Recorder", executor: Executor, backend: str) -> None:
+        """Finish what a killed loop left: decide intents that have results, re-run the others."""
+        for p in self.ledger.pending():
+            i = p.intent
+            parent = Parent(i.get("parent_id"), i["parent_commit"], i.get("parent_metric"))
+            f = Flight(i["experiment_id"], int(i["seq"]), bool(i.get("baseline")), parent,
+                       attempt=int(i.get("attempt", 1)), commit=i.get("candidate_commit"), prompt=i.get("prompt") or "",
+                       proposer=i.get("proposer") or "", repair_of=i.get("repair_of"),
+                       started_at=float(i.get("started_at") or time.time()))
+            f.intent = dict(i)
+            c = i.get("cost") or {}
+            f.proposal = Proposal(rationale=i.get("description") or "", model=i.get("model"), raw_output=i.get("raw_output") or "",
+                                  cost=Cost(c.get("tokens_in", 0), c.get("tokens_out", 0), c.get("cache_read", 0),
+                                            c.get("cache_write", 0), c.get("usd")))
+            f.propose_s, f.validate_s = float(i.get("propose_s") or 0.0), float(i.get("validate_s") or 0.0)
+            f.t0 = time.monotonic() - f.propose_s - f.validate_s
+            assert f.commit is not None
+            f.candidate = Candidate(self.files_at(f.commit), i.get("diff") or "", i.get("content_hash") or "",
+                                    list(i.get("files_changed") or []), int(i.get("diff_lines") or 0))
+            f.root = self._span("optimizer.experiment", "chain", None, f.experiment_id,
+                                **{"tracekit.optimizer.seq": f.seq, "tracekit.optimizer.resumed": True})
+            if f.candidate.content_hash:
+                self.in_flight_hashes[f.candidate.content_hash] = f.experiment_id
+            results = (p.result or {}).get("results") or []
+            if results and int((p.result or {}).get("attempt", 0)) == f.attempt:
+                f.results = list(results)
+                self.on_event("resumed", {"experiment_id": f.experiment_id, "action": "decide"})
+                again = self.decide(executor, f, backend)
+                if again is not None:
+                    self.resumed.append(again)
+                continue
+            f.attempt += 1
+            f.intent["attempt"] = f.attempt
+            f.intent["trace_id"] = self._ids(f.root)[0]
+            self.ledger.write_intent(f.intent)
+            self.on_event("resumed", {"experiment_id": f.experiment_id, "action": "rerun", "attempt": f.attempt})
+            self.resumed.append(f)
+        head = self.session.branch_head()
+        expected = self.incumbent().commit
+        if head != expected:
+            self.on_event("warning", {"message": f"branch tracekit/{self.session.run_id} was at {head[:10]}, the ledger's "
+                                                 f"incumbent is {expected[:10]}; moved the branch to the ledger's"})
+            self.repo.set_ref(self.session.branch, expected)
+
+
+def _tail(captured: Any, limit: int = 8000) -> str | None:
+    if not captured:
+        return None
+    head, tail = captured.get("head") or "", captured.get("tail") or ""
+    text = head + tail if not captured.get("truncated") else head[-2000:] + "\n[...]\n" + tail
+    return text[-limit:] if text else None

@@ -1,0 +1,241 @@
+"""One optimization run on disk: its folder, git branch, base workspace and run specs.
+
+    <home>/optimizer/<run_id>/
+        run.json            the run's identity: target settings, branch, baseline commit, fixed-file hashes
+        lock                held (flock) by the loop working on this run
+        STOP                create it to stop the loop after the experiments in flight
+        setup.log           output of the target's setup command
+        base/               the target folder after setup; every workspace starts as a copy of it
+        work/<id>/          an experiment's workspace while it runs (removed afterwards)
+        experiments/<id>/   intent.json, result.json, run/ (the sandbox's logs)
+        context/            the read-only context folder for agentic proposers
+        results.tsv         autoresearch's five columns, regenerated from the ledger
+
+    session = Session(target, home, "main"); session.open()
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .._errors import OptimizerError
+from ._command import copy_target
+from ._gitrepo import GitError, GitRepo
+from ._ledger import Ledger, _atomic_json
+from ._target import TOML_NAME, Target
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FORMAT_VERSION = 1
+
+
+def host_facts() -> dict[str, Any]:
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = []
+    return {"cpus": os.cpu_count(), "load": load, "python": platform.python_version(),
+            "machine": platform.machine(), "node": platform.node()}
+
+
+class Session:
+    """The on-disk state of one run; `open()` locks it and prepares git and the base workspace."""
+
+    def __init__(self, target: Target, home: Path, run_id: str) -> None:
+        if not RUN_ID.match(run_id):
+            raise OptimizerError(f"run id {run_id!r}: use letters, digits, '.', '_' or '-' (max 64), e.g. --tag main")
+        self.target = target
+        self.home = Path(home).resolve()
+        self.run_id = run_id
+        self.dir = self.home / "optimizer" / run_id
+        self.branch = f"refs/heads/tracekit/{run_id}"
+        self.meta: dict[str, Any] = {}
+        self.repo: GitRepo | None = None
+        self.ledger: Ledger | None = None
+        self._lock: IO[str] | None = None
+
+    @property
+    def stop_file(self) -> Path:
+        return self.dir / "STOP"
+
+    @property
+    def base(self) -> Path:
+        return self.dir / "base"
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def open(self, log: Any = None) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / "lock", "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip()
+            self._lock.close()
+            self._lock = None
+            raise OptimizerError(f"run {self.run_id!r} is already being optimized (pid {holder or '?'}); "
+                                 f"wait for it, stop it (touch {self.stop_file}) or use another --tag") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(str(os.getpid()))
+        self._lock.flush()
+        self.repo = GitRepo.for_target(self.target.root, self.home)
+        if not self.repo.private and self.home.is_relative_to(self.target.root):
+            self.repo.exclude("/" + str(self.home.relative_to(self.target.root)) + "/")
+        self.ledger = Ledger(self.home, self.run_id)
+        meta_path = self.dir / "run.json"
+        if meta_path.is_file():
+            self.meta = json.loads(meta_path.read_text())
+            self._check_identity()
+        else:
+            self._create()
+        self._prepare_base(log)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+            finally:
+                self._lock.close()
+                self._lock = None
+
+    def _identity_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.target.identity(), sort_keys=True).encode()).hexdigest()
+
+    def _check_identity(self) -> None:
+        if self.meta.get("version", 0) > FORMAT_VERSION:
+            raise OptimizerError(f"{self.dir}/run.json has format {self.meta.get('version')}, newer than this tracekit; upgrade")
+        if self.meta.get("target") != str(self.target.root):
+            raise OptimizerError(f"run {self.run_id!r} in {self.home} belongs to target {self.meta.get('target')}, not "
+                                 f"{self.target.root}; use another --tag or --home")
+        if self.meta.get("identity_hash") != self._identity_hash():
+            old, new = self.meta.get("identity", {}), self.target.identity()
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise OptimizerError(
+                f"run {self.run_id!r} was started with different settings ({', '.join(changed)}); its measurements would not "
+                f"be comparable. Restore them, or start a new run with --tag NEW")
+
+    def _create(self) -> None:
+        assert self.repo is not None
+        t = self.target
+        if self.repo.rev(self.branch):
+            raise OptimizerError(f"branch tracekit/{self.run_id} already exists in {self.repo.git_dir} but this home has no "
+                                 f"record of run {self.run_id!r}; use another --tag, or delete the branch "
+                                 f"(git branch -D tracekit/{self.run_id}) if it is a leftover")
+        rels = list(t.editable) + list(t.fixed) + [p for p in (t.program, TOML_NAME) if p]
+        files = {rel: (t.root / rel).read_bytes() for rel in dict.fromkeys(rels) if (t.root / rel).is_file()}
+        head = None if self.repo.private else self.repo.rev("HEAD")
+        baseline = self.repo.commit(files, parent=head, message=f"tracekit: baseline of run {self.run_id}")
+        self.repo.update_ref(self.branch, baseline, "0" * 40)
+        self.meta = {
+            "version": FORMAT_VERSION, "run_id": self.run_id, "target": str(t.root), "identity": t.identity(),
+            "identity_hash": self._identity_hash(), "git_dir": str(self.repo.git_dir), "private_repo": self.repo.private,
+            "branch": self.branch, "baseline_commit": baseline, "fixed_hashes": t.fixed_hashes(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "setup_done": False,
+        }
+        self.save_meta()
+
+    def save_meta(self) -> None:
+        _atomic_json(self.dir / "run.json", self.meta)
+
+    def _prepare_base(self, log: Any) -> None:
+        if self.meta.get("setup_done") and self.base.is_dir():
+            return
+        if self.base.exists():
+            shutil.rmtree(self.base)
+        tmp = self.dir / "base.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        copy_target(self.target.root, tmp, self.target.exclude)
+        assert self.repo is not None
+        for rel in list(self.target.editable) + list(self.target.fixed):
+            data = self.repo.read(self.meta["baseline_commit"], rel)
+            if data is not None:
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(data)
+        if self.target.setup:
+            if log:
+                log("setup", {"command": self.target.setup})
+            env = dict(os.environ)
+            env.update(self.target.env)
+            for var in ("TRACEPARENT", "TRACESTATE"):
+                env.pop(var, None)
+            with open(self.dir / "setup.log", "w") as out:
+                try:
+                    proc = subprocess.run(self.target.setup, shell=True, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                          timeout=self.target.setup_budget_s)
+                except subprocess.TimeoutExpired:
+                    raise OptimizerError(f"setup {self.target.setup!r} ran past {self.target.setup_budget_s:g} s; see "
+                                         f"{self.dir / 'setup.log'}") from None
+            if proc.returncode != 0:
+                tail = (self.dir / "setup.log").read_text(errors="replace")[-2000:]
+                raise OptimizerError(f"setup {self.target.setup!r} failed with exit code {proc.returncode}:\n{tail}")
+        hashes = self.target.fixed_hashes(tmp)
+        if hashes != self.meta["fixed_hashes"]:
+            bad = sorted(k for k in hashes if hashes[k] != self.meta["fixed_hashes"].get(k))
+            raise OptimizerError(f"fixed files changed since the run started: {bad}; restore them or start a new --tag")
+        os.replace(tmp, self.base)
+        self.meta["setup_done"] = True
+        self.save_meta()
+
+    # -- git state -----------------------------------------------------------------------------
+
+    def branch_head(self) -> str:
+        assert self.repo is not None
+        head = self.repo.rev(self.branch)
+        if head is None:
+            raise OptimizerError(f"branch tracekit/{self.run_id} disappeared from {self.repo.git_dir}")
+        return head
+
+    def exp_ref(self, experiment_id: str) -> str:
+        return f"refs/tracekit/{self.run_id}/{experiment_id}"
+
+    def files_at(self, commit: str) -> dict[str, str]:
+        assert self.repo is not None
+        return {rel: self.repo.read_text(commit, rel) for rel in self.target.editable}
+
+    def move_branch(self, new: str, expected: str) -> None:
+        assert self.repo is not None
+        try:
+            self.repo.update_ref(self.branch, new, expected)
+        except GitError as exc:
+            raise OptimizerError(f"branch tracekit/{self.run_id} moved under the optimizer ({exc}); is another process "
+                                 "committing to it?") from exc
+
+    # -- workspaces ------------------------------------------------------------------------------
+
+    def workspace(self, experiment_id: str, files: dict[str, str]) -> Path:
+        """A copy of base/ (hard links; the sandbox copies it again) with the candidate's editable files."""
+        ws = self.dir / "work" / experiment_id
+        if ws.exists():
+            shutil.rmtree(ws)
+        ws.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copytree(self.base, ws, copy_function=os.link, symlinks=True)
+        except OSError:
+            shutil.rmtree(ws, ignore_errors=True)
+            shutil.copytree(self.base, ws, symlinks=True)
+        for rel, text in files.items():
+            p = ws / rel
+            p.unlink(missing_ok=True)  # never write through a hard link into base/
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        hashes = self.target.fixed_hashes(ws)
+        if hashes != self.meta["fixed_hashes"]:
+            bad = sorted(k for k in hashes if hashes[k] != self.meta["fixed_hashes"].get(k))
+            raise OptimizerError(f"fixed files {bad} in the base workspace no longer match their recorded hashes; "
+                                 f"{self.base} was altered. Delete it (it is rebuilt) and restart")
+        return ws
+
+    def drop_workspace(self, experiment_id: str) -> None:
+        shutil.rmtree(self.dir / "work" / experiment_id, ignore_errors=True)

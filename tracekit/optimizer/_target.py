@@ -1,0 +1,292 @@
+"""The optimization target: a folder, its editable files, the run command, the metric and the budget.
+
+Read from `<folder>/tracekit.toml` (all keys optional) and overridden by flags:
+
+    [target]
+    editable = ["train.py"]          # the allowlist: the only files a proposal may change
+    fixed = ["prepare.py"]           # checked by SHA-256 before every run
+    run = "python train.py"          # the run command (a shell string or an argv list)
+    setup = "python prepare.py"      # optional, run once before the baseline
+    metric = "val_bpb"
+    direction = "min"                # or "max"
+    budget_s = 60                    # wall clock per run, enforced by the sandbox
+    program = "program.md"           # the human's direction in plain English
+    [target.env]                     # environment of every run
+    TRACEKIT_TRAIN_SECONDS = "40"
+    [noise]
+    baseline_runs = 2                # repeats of the baseline to measure run-to-run noise
+    min_delta = 0.0                  # a keep must beat the incumbent by more than this ...
+    noise_mult = 2.0                 # ... and by more than noise_mult x the baseline's stdev
+    confirm = false                  # rerun a would-be keep once and decide on the mean
+    [proposer]                       # defaults for the proposers (see docs/optimizer.md)
+    model = "claude-sonnet-5-5"
+
+    target = load_target(Path("examples/tinylm"), {"budget_s": 30})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .._errors import OptimizerError
+
+TOML_NAME = "tracekit.toml"
+DEFAULT_EXCLUDE = (".tracekit", ".git", "__pycache__", ".pytest_cache", ".venv", "*.pyc")
+
+_TARGET_KEYS = {
+    "editable", "fixed", "run", "setup", "metric", "direction", "budget_s", "grace_s", "program", "env",
+    "memory_mb", "max_procs", "disk_mb", "output_bytes", "network", "ro_paths", "exclude", "setup_budget_s",
+    "max_file_bytes", "max_diff_lines", "name",
+}
+_NOISE_KEYS = {"baseline_runs", "min_delta", "noise_mult", "confirm"}
+
+
+@dataclass(frozen=True)
+class Noise:
+    baseline_runs: int = 2
+    min_delta: float = 0.0
+    noise_mult: float = 2.0
+    confirm: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything fixed about one optimization problem (the proposer may change only `editable`)."""
+
+    root: Path
+    editable: tuple[str, ...]
+    run: str | tuple[str, ...]
+    metric: str
+    direction: str = "min"
+    budget_s: float = 60.0
+    grace_s: float = 5.0
+    fixed: tuple[str, ...] = ()
+    setup: str | None = None
+    setup_budget_s: float = 1800.0
+    program: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    noise: Noise = field(default_factory=Noise)
+    memory_mb: int = 4096
+    max_procs: int = 256
+    disk_mb: int = 2048
+    output_bytes: int = 10 * 2**20
+    network: bool = False
+    ro_paths: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    max_file_bytes: int = 256 * 1024
+    max_diff_lines: int = 2000
+    name: str = ""
+    proposer: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def better(self) -> int:
+        """+1 when larger is better, -1 when smaller is better."""
+        return 1 if self.direction == "max" else -1
+
+    def improvement(self, metric: float, reference: float) -> float:
+        """How much better `metric` is than `reference` (positive = better), in metric units."""
+        return (metric - reference) * self.better
+
+    def program_text(self) -> str:
+        if not self.program:
+            return ""
+        path = self.root / self.program
+        try:
+            return path.read_text(errors="replace")
+        except OSError as exc:
+            raise OptimizerError(f"program file {path} cannot be read ({exc}); fix [target].program or --program") from exc
+
+    def run_argv(self) -> str | list[str]:
+        return list(self.run) if isinstance(self.run, tuple) else self.run
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a run's measurements depend on; resuming with other values is refused."""
+        return {
+            "editable": list(self.editable), "fixed": list(self.fixed),
+            "run": self.run if isinstance(self.run, str) else list(self.run),
+            "metric": self.metric, "direction": self.direction, "budget_s": self.budget_s,
+            "env": dict(sorted(self.env.items())), "setup": self.setup,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["root"] = str(self.root)
+        d["env"] = dict(self.env)
+        d["proposer"] = dict(self.proposer)
+        return d
+
+    def fixed_hashes(self, folder: Path | None = None) -> dict[str, str]:
+        """SHA-256 of every fixed file (in `folder`, default the target root)."""
+        base = folder or self.root
+        out = {}
+        for rel in self.fixed:
+            p = base / rel
+            if not p.is_file():
+                raise OptimizerError(f"fixed file {rel!r} is missing in {base}; it must exist (checked before every run)")
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        return out
+
+
+def _as_list(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise OptimizerError(f"{key} must be a string or a list of strings, got {value!r}")
+
+
+def _rel(root: Path, value: str, key: str) -> str:
+    p = Path(value)
+    if p.is_absolute():
+        try:
+            p = p.resolve().relative_to(root)
+        except ValueError:
+            raise OptimizerError(f"{key} {value!r} is outside the target folder {root}; list paths relative to it") from None
+    norm = os.path.normpath(str(p))
+    if norm.startswith(".."):
+        raise OptimizerError(f"{key} {value!r} is outside the target folder {root}; list paths relative to it")
+    return norm
+
+
+def read_toml(root: Path) -> dict[str, Any]:
+    path = root / TOML_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise OptimizerError(f"{path}: not valid TOML ({exc})") from exc
+    unknown = set(data) - {"target", "noise", "proposer"}
+    if unknown:
+        raise OptimizerError(f"{path}: unknown sections {sorted(unknown)}; known: [target], [noise], [proposer]")
+    for section, known in (("target", _TARGET_KEYS), ("noise", _NOISE_KEYS)):
+        keys = set(data.get(section, {}))
+        if keys - known:
+            raise OptimizerError(f"{path}: unknown keys in [{section}]: {sorted(keys - known)}; known: {sorted(known)}")
+    return data
+
+
+def load_target(root: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Target:
+    """The target in `root`: its tracekit.toml (if any), then `overrides` (flags; None values ignored).
+
+    Override keys are the [target] keys plus the [noise] keys and `proposer` (a dict merged into
+    [proposer]). Without a toml, `editable`, `run` and `metric` must come from flags; a folder with
+    a `train.py` defaults to editable train.py and run "python train.py".
+    """
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise OptimizerError(f"target folder {folder} does not exist; pass the folder that holds your editable file")
+    folder = folder.resolve()
+    data = read_toml(folder)
+    t: dict[str, Any] = dict(data.get("target", {}))
+    noise: dict[str, Any] = dict(data.get("noise", {}))
+    proposer: dict[str, Any] = dict(data.get("proposer", {}))
+    for key, value in (overrides or {}).items():
+        if value is None or value == () or value == []:
+            continue
+        if key in _NOISE_KEYS:
+            noise[key] = value
+        elif key == "proposer":
+            proposer.update(value)
+        elif key == "env":
+            t["env"] = {**t.get("env", {}), **value}
+        elif key in _TARGET_KEYS:
+            t[key] = value
+        else:
+            raise OptimizerError(f"unknown target setting {key!r}; known: {sorted(_TARGET_KEYS | _NOISE_KEYS)}")
+    if not t.get("editable") and (folder / "train.py").is_file():
+        t["editable"] = ["train.py"]
+    if not t.get("run") and list(_as_list(t.get("editable"), "editable")) == ["train.py"]:
+        t["run"] = "python train.py"
+    missing = [k for k in ("editable", "run", "metric") if not t.get(k)]
+    if missing:
+        raise OptimizerError(
+            f"target {folder}: {', '.join(missing)} not set; write them in {TOML_NAME} [target] or pass "
+            "--editable FILE --run 'CMD' --metric NAME"
+        )
+    editable = tuple(_rel(folder, e, "editable") for e in _as_list(t["editable"], "editable"))
+    for e in editable:
+        if not (folder / e).is_file():
+            raise OptimizerError(f"editable file {e!r} does not exist in {folder}")
+    fixed = tuple(_rel(folder, f, "fixed") for f in _as_list(t.get("fixed"), "fixed"))
+    overlap = set(editable) & set(fixed)
+    if overlap:
+        raise OptimizerError(f"{sorted(overlap)} listed as both editable and fixed; a file is one or the other")
+    run = t["run"]
+    if isinstance(run, list):
+        if not run or not all(isinstance(a, str) for a in run):
+            raise OptimizerError(f"run must be a shell string or a non-empty list of strings, got {run!r}")
+        run = tuple(run)
+    elif not isinstance(run, str):
+        raise OptimizerError(f"run must be a shell string or a list of strings, got {run!r}")
+    direction = str(t.get("direction", "min")).lower()
+    if direction in ("minimize", "lower"):
+        direction = "min"
+    if direction in ("maximize", "higher"):
+        direction = "max"
+    if direction not in ("min", "max"):
+        raise OptimizerError(f"direction {t.get('direction')!r}: use 'min' (lower is better) or 'max'")
+    env = t.get("env", {})
+    if not isinstance(env, dict):
+        raise OptimizerError(f"[target.env] must be a table of NAME = \"value\", got {env!r}")
+    program = t.get("program")
+    if program is None and (folder / "program.md").is_file():
+        program = "program.md"
+    try:
+        target = Target(
+            root=folder,
+            editable=editable,
+            run=run,
+            metric=str(t["metric"]),
+            direction=direction,
+            budget_s=float(t.get("budget_s", 60.0)),
+            grace_s=float(t.get("grace_s", 5.0)),
+            fixed=fixed,
+            setup=t.get("setup") or None,
+            setup_budget_s=float(t.get("setup_budget_s", 1800.0)),
+            program=program,
+            env={str(k): str(v) for k, v in env.items()},
+            noise=Noise(
+                baseline_runs=int(noise.get("baseline_runs", 2)),
+                min_delta=float(noise.get("min_delta", 0.0)),
+                noise_mult=float(noise.get("noise_mult", 2.0)),
+                confirm=bool(noise.get("confirm", False)),
+            ),
+            memory_mb=int(t.get("memory_mb", 4096)),
+            max_procs=int(t.get("max_procs", 256)),
+            disk_mb=int(t.get("disk_mb", 2048)),
+            output_bytes=int(t.get("output_bytes", 10 * 2**20)),
+            network=bool(t.get("network", False)),
+            ro_paths=_as_list(t.get("ro_paths"), "ro_paths"),
+            exclude=tuple(DEFAULT_EXCLUDE) + _as_list(t.get("exclude"), "exclude"),
+            max_file_bytes=int(t.get("max_file_bytes", 256 * 1024)),
+            max_diff_lines=int(t.get("max_diff_lines", 2000)),
+            name=str(t.get("name") or folder.name),
+            proposer=proposer,
+        )
+    except (TypeError, ValueError) as exc:
+        raise OptimizerError(f"target {folder}: a setting has the wrong type ({exc}); see docs/optimizer.md") from exc
+    if target.budget_s <= 0:
+        raise OptimizerError(f"budget_s must be positive, got {target.budget_s}")
+    if target.noise.baseline_runs < 1:
+        raise OptimizerError(f"[noise] baseline_runs must be at least 1, got {target.noise.baseline_runs}")
+    if target.program and not (folder / target.program).is_file():
+        raise OptimizerError(f"program file {target.program!r} does not exist in {folder}")
+    return target
+
+
+def with_overrides(target: Target, **changes: Any) -> Target:
+    return replace(target, **changes)
+
+
+def command_text(run: str | tuple[str, ...] | list[str]) -> str:
+    return run if isinstance(run, str) else shlex.join(list(run))
