@@ -20,7 +20,8 @@ Messages are always GenAI "parts" JSON: `[{"role", "parts": [{"type": "text"|"re
 cached ones included (as GenAI and ATIF define it); `cache_read_tokens` / `cache_write_tokens` are the
 cached parts. When one call was recorded twice (an instrumentation plus the SDK's own span, or a
 decorated function around an instrumented call), `llm_calls` keeps the richest record once: the
-same response id, or a parent/child pair of LLM spans, counts as one call.
+same response id, a parent/child pair of LLM spans, or an SDK span inside another LLM span's time
+for the same model, counts as one call.
 
 `tool_calls` has a row per tool span (kind tool: decorators, GenAI `execute_tool`, OpenInference TOOL,
 OpenLLMetry tool tasks), joined to the model's request for it (by call id, else by name and order in
@@ -261,6 +262,13 @@ WHERE NOT EXISTS (
     SELECT 1 FROM base o
     WHERE o.trace_id = r.trace_id AND o.prio > r.prio
       AND (o.span_id = r.parent_span_id OR o.parent_span_id = r.span_id)
+) AND NOT EXISTS (
+    -- the SDK's own metadata span, outside the instrumentation's span (some instrumentations do not
+    -- make their span current): the same model, within the other span's time
+    SELECT 1 FROM base o
+    WHERE r.prio = 2 AND o.prio > 2 AND o.request_model = r.request_model
+      AND o.start_time <= r.start_time + INTERVAL 100 MILLISECOND
+      AND o.end_time >= r.end_time - INTERVAL 100 MILLISECOND
 ) AND NOT EXISTS (
     SELECT 1 FROM base o
     WHERE r.response_id IS NOT NULL AND o.response_id = r.response_id AND o.span_id <> r.span_id
