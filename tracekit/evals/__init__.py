@@ -21,8 +21,10 @@ and `eval_runs`; join them with `spans`, `llm_calls` and `tool_calls` in SQL. Se
 from __future__ import annotations
 
 from . import scorers
+from ._command import CommandFailed, sandboxed
 from ._compare import Comparison, compare
 from ._metrics import accuracy, mean, pass_at_k, stderr
+from ._results import ingest_sandbox_results
 from ._retry import TransientError, is_transient
 from ._runner import EvalReport, run_eval, run_eval_async
 from ._sample import SPLITS, Dataset, Sample
@@ -30,6 +32,7 @@ from ._score import Score, Scorer
 from ._task import Task, load_task, task
 
 __all__ = sorted([
+    "CommandFailed",
     "Comparison",
     "Dataset",
     "EvalReport",
@@ -41,12 +44,14 @@ __all__ = sorted([
     "TransientError",
     "accuracy",
     "compare",
+    "ingest_sandbox_results",
     "is_transient",
     "load_task",
     "mean",
     "pass_at_k",
     "run_eval",
     "run_eval_async",
+    "sandboxed",
     "scorers",
     "stderr",
     "task",

@@ -189,3 +189,42 @@ def jsonify(value: Any) -> str | None:
 def scores_column(scores: Mapping[str, Any]) -> str:
     return json.dumps({k: v for k, v in scores.items()}, ensure_ascii=False, default=str)
 
+
+
+EVAL_TABLES = ("eval_results", "eval_runs")
+MAX_INGEST_BYTES = 256 * 2**20
+
+
+def ingest_sandbox_results(run_dir: str | Path, *, home: str | Path | None = None,
+                           experiment_id: str | None = None) -> int:
+    """Copy eval rows an eval wrote inside a sandboxed run (its spool) into the store; returns rows added.
+
+    The sandbox brings a run's spans home itself; this does the same for `eval_results` and
+    `eval_runs` (pass the `RunResult.run_dir`, and its experiment_id to re-tag the rows). Files
+    are validated by schema; symlinks and files over the size cap are refused. Ingesting the same
+    run twice is refused too (the rows would double).
+    """
+    from .._config import get_settings
+
+    spool = Path(run_dir) / "io" / "spool"
+    if not spool.is_dir() or spool.is_symlink():
+        raise EvalError(f"{run_dir}: no sandbox spool folder at io/spool; pass a RunResult.run_dir")
+    marker = Path(run_dir) / ".eval_results_ingested"
+    if marker.exists():
+        raise EvalError(f"{run_dir}: its eval rows were already ingested")
+    store = Store(home if home is not None else get_settings().home)
+    overrides = {"experiment_id": experiment_id} if experiment_id else None
+    budget, added = MAX_INGEST_BYTES, 0
+    for table in EVAL_TABLES:
+        folder = spool / table
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        paths = sorted(p for p in folder.glob("*.parquet") if p.is_file() and not p.is_symlink())
+        for p in paths:
+            budget -= p.stat().st_size
+            if budget < 0:
+                raise EvalError(f"{run_dir}: eval rows over {MAX_INGEST_BYTES >> 20} MiB; refusing to ingest")
+        if paths:  # Store.ingest validates every file against the table's schema before writing
+            added += store.ingest(table, paths, overrides=overrides)
+    marker.write_text(str(added))
+    return added

@@ -19,6 +19,10 @@ _TRANSIENT_NAMES = {
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
+class CaseTimeout(Exception):
+    """The case ran past its time limit (scored as status timeout; never retried)."""
+
+
 class TransientError(Exception):
     """Raise from a solver or scorer for a failure that may go away on retry."""
 

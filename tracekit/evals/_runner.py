@@ -35,7 +35,7 @@ from .._errors import EvalError
 from .._store import Store
 from . import _results as results
 from ._metrics import summarize
-from ._retry import backoff_delay, is_transient
+from ._retry import CaseTimeout, backoff_delay, is_transient
 from ._sample import SPLITS, Sample
 from ._score import Score, as_score, scorer_name
 from ._task import Task
@@ -68,10 +68,6 @@ class EvalReport:
 
     def failures(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if not r["passed"]]
-
-
-class _CaseTimeout(Exception):
-    pass
 
 
 def _in_thread(fn: Callable[..., Any], arg: Any) -> "asyncio.Future[Any]":
@@ -146,7 +142,7 @@ class _Runner:
                 return value
         except TimeoutError:
             if cm.expired():
-                raise _CaseTimeout(f"the case exceeded its time limit of {self.time_limit:g}s") from None
+                raise CaseTimeout(f"the case exceeded its time limit of {self.time_limit:g}s") from None
             raise
 
     async def _with_retries(self, what: str, root: otel_trace.Span, call: Callable[[], Any]) -> tuple[Any, int]:
@@ -155,7 +151,7 @@ class _Runner:
             attempt += 1
             try:
                 return await call(), attempt
-            except _CaseTimeout:
+            except CaseTimeout:
                 raise
             except Exception as exc:
                 if attempt > self.retries or not is_transient(exc, self.task.retry_on):
@@ -204,7 +200,7 @@ class _Runner:
             _set_io(root, "input", sample.input)
             try:
                 output, attempts = await self._with_retries("solver", root, lambda: self._attempt(sample))
-            except _CaseTimeout as exc:
+            except CaseTimeout as exc:
                 status, error = "timeout", f"TimeoutError: {exc}"
                 root.set_status(Status(StatusCode.ERROR, error))
             except Exception as exc:
@@ -230,6 +226,9 @@ class _Runner:
             root.set_attribute("tracekit.eval.status", status)
             root.set_attribute("tracekit.eval.passed", passed)
             root.set_attribute("tracekit.eval.score", first.value if first and status == "ok" else 0.0)
+            why = error if status != "ok" else next((s.explanation for s in scores.values() if not s.passed), None)
+            if why:
+                root.set_attribute("tracekit.eval.explanation", why[:4000])
             root.end()
         failing = next((s for s in scores.values() if not s.passed), first)
         ctx = root.get_span_context()
