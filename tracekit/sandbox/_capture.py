@@ -37,7 +37,7 @@ class OutputPump(threading.Thread):
         self._tail = bytearray()  # bytes after the head, last tail_bytes of them
         self.limit_exceeded = False
         self._stop_evt = threading.Event()
-        self._file = open(path, "wb")
+        self._file = open(path, "wb", buffering=0)  # unbuffered: the log is live while the run runs
 
     def stop(self) -> None:
         """Ask the pump to finish: it drains what is readable now, then exits."""
@@ -70,7 +70,7 @@ class OutputPump(threading.Thread):
         self.total += len(data)
         if self.written < self.cap:
             part = data[: self.cap - self.written]
-            self._file.write(part)
+            self._write_all(part)
             self.written += len(part)
         room = self.head_bytes - len(self.head)
         if room > 0:
@@ -85,12 +85,20 @@ class OutputPump(threading.Thread):
             if self.on_limit is not None:
                 self.on_limit()
 
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._file.write(view)
+            if not n:
+                break
+            view = view[n:]
+
     def _finish(self) -> None:
         try:
             if self.total > self.written:
                 note = f"\n[tracekit: output cap of {self.cap} bytes reached; {self.total - self.written} bytes not stored; last {len(self._tail)} bytes follow]\n"
-                self._file.write(note.encode())
-                self._file.write(bytes(self._tail))
+                self._write_all(note.encode())
+                self._write_all(bytes(self._tail))
             self._file.close()
         finally:
             try:

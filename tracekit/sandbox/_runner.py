@@ -130,21 +130,20 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
         error=_error_text(status, out, spec, metric_error), stdout=out.stdout, stderr=out.stderr,
         changed_files=changed, workspace=workspace, run_dir=run_dir, backend=backend.name, limits=out.limits,
         trace_id=span.trace_id, span_id=span.span_id, experiment_id=experiment_id, metric=spec.metric,
-        started_at=started_at,
+        started_at=started_at, notes=list(out.notes),
     )
     try:
         result.spans_ingested, problems = _spans.ingest(io_dir, home, experiment_id, spec.trace_bytes)
     except Exception as exc:  # the store must not lose the run's result over a bad spool
         result.spans_ingested, problems = 0, [f"spans from the run could not be stored: {exc}"]
-    if problems:
-        result.limits["trace_problems"] = problems[:20]
+    result.notes.extend(f"traces: {p}" for p in problems[:20])
     span.finish(result, argv)
     (run_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result
 
 
 def _error_text(status: str, out: Outcome, spec: RunSpec, metric_error: str | None) -> str | None:
-    notes = "; ".join(out.notes)
+    notes = "; ".join(out.notes) if status != "ok" else ""
     why = {
         "ok": None,
         "killed": "the run was cancelled",

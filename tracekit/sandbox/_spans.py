@@ -8,12 +8,8 @@ every row re-tagged with the run's experiment_id, then written to the real store
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import re
 import stat
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +19,11 @@ from opentelemetry.trace import Status, StatusCode
 
 from .._config import get_settings, get_tracer
 from .._decorators import METRIC_EVENT, SpanHandle
-from .._spanrows import KIND_ATTR, RawSpan, span_row, spans_table
+from .._spanrows import KIND_ATTR
 
 if TYPE_CHECKING:
     from ._spec import RunResult
 
-_TRACE = re.compile(r"^[0-9a-f]{32}$")
-_SPAN = re.compile(r"^[0-9a-f]{16}$")
 MAX_SPANS = 200_000
 _private: dict[str, otel_trace.Tracer] = {}
 
@@ -113,36 +107,47 @@ class RunSpan:
 
 
 def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int) -> tuple[int, list[str]]:
-    """Copy the run's spans (OTLP bodies and tracekit Parquet) into `home`; (rows, problems)."""
+    """Copy the run's spans (OTLP bodies and tracekit Parquet) into `home`; (rows, problems).
+
+    OTLP bodies are decoded by the collector's decoder (same validation as `tracekit serve`).
+    """
+    import pyarrow as pa
+
     from .._store import Store
+    from ..collector import _otlp
 
     store = Store(home)
     problems: list[str] = []
-    rows: list[dict[str, Any]] = []
+    tables = []
     budget = max_bytes
+    project = get_settings().project
     for path in _regular_files(io_dir / "otlp", problems):
         size = path.lstat().st_size
         if size > budget:
             problems.append(f"{path.name}: over the trace size cap; skipped")
             continue
         budget -= size
+        ctype = _otlp.JSON if ".json" in path.name else _otlp.PROTOBUF
         try:
-            raws = decode_otlp(path.read_bytes(), path.name, max_bytes)
-        except ValueError as exc:
+            body = _otlp.decompress(path.read_bytes(), "gzip" if path.name.endswith(".gz") else "", max_bytes)
+            batch = _otlp.decode(body, ctype, default_project=project)
+        except Exception as exc:  # MalformedRequest / BodyTooLarge: report, keep the rest
             problems.append(f"{path.name}: {exc}")
             continue
-        project = get_settings().project
-        for raw in raws:
-            if len(rows) >= MAX_SPANS:
-                problems.append(f"more than {MAX_SPANS} spans; the rest were dropped")
-                break
-            row = span_row(raw, project)
-            row["experiment_id"] = experiment_id
-            rows.append(row)
+        if batch.rejected:
+            problems.append(f"{path.name}: {batch.message}")
+        if batch.accepted:
+            tables.append(batch.table)
     count = 0
-    if rows:
-        store.write("spans", spans_table(rows), durable=True)
-        count += len(rows)
+    if tables:
+        merged = pa.concat_tables(tables)
+        if merged.num_rows > MAX_SPANS:
+            problems.append(f"{merged.num_rows} spans; only the first {MAX_SPANS} were kept")
+            merged = merged.slice(0, MAX_SPANS)
+        idx = merged.schema.get_field_index("experiment_id")
+        merged = merged.set_column(idx, "experiment_id", pa.array([experiment_id] * merged.num_rows, pa.string()))
+        store.write("spans", merged, durable=True)
+        count += merged.num_rows
     for path in _regular_files(io_dir / "spool" / "spans", problems):
         if not path.name.endswith(".parquet"):
             continue
@@ -158,6 +163,7 @@ def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int) -> tupl
 
 
 def _regular_files(folder: Path, problems: list[str]) -> list[Path]:
+    """Regular files directly in `folder` (which must be a real folder, not a symlink)."""
     try:
         st = os.lstat(folder)
     except FileNotFoundError:
@@ -174,107 +180,3 @@ def _regular_files(folder: Path, problems: list[str]) -> list[Path]:
         else:
             problems.append(f"{folder.name}/{e.name}: not a regular file; ignored")
     return out
-
-
-def decode_otlp(data: bytes, name: str, max_bytes: int) -> list[RawSpan]:
-    """Spans of one OTLP/HTTP request body (protobuf or JSON, optionally gzip)."""
-    if name.endswith(".gz"):
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            data = d.decompress(data, max_bytes + 1)
-        except (zlib.error, gzip.BadGzipFile) as exc:
-            raise ValueError(f"bad gzip body ({exc})") from exc
-        if len(data) > max_bytes:
-            raise ValueError("decompressed body is over the trace size cap")
-    if ".json" in name:
-        try:
-            return _from_json(json.loads(data))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ValueError(f"not OTLP JSON ({exc})") from exc
-    from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    req = ExportTraceServiceRequest()
-    try:
-        req.ParseFromString(data)
-    except DecodeError as exc:
-        raise ValueError(f"not OTLP protobuf ({exc})") from exc
-    out = []
-    for rs in req.resource_spans:
-        resource = {kv.key: _pb_value(kv.value) for kv in rs.resource.attributes}
-        for ss in rs.scope_spans:
-            for s in ss.spans:
-                raw = RawSpan(
-                    trace_id=s.trace_id.hex(), span_id=s.span_id.hex(), parent_span_id=s.parent_span_id.hex() or None,
-                    name=s.name, start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano, span_kind=s.kind,
-                    status_code=s.status.code, status_message=s.status.message or None,
-                    attributes={kv.key: _pb_value(kv.value) for kv in s.attributes},
-                    events=[(e.time_unix_nano, e.name, {kv.key: _pb_value(kv.value) for kv in e.attributes}) for e in s.events],
-                    links=[(ln.trace_id.hex(), ln.span_id.hex(), {kv.key: _pb_value(kv.value) for kv in ln.attributes}) for ln in s.links],
-                    resource=resource, scope=ss.scope.name or None,
-                )
-                if _valid(raw):
-                    out.append(raw)
-    return out
-
-
-def _pb_value(v: Any) -> Any:
-    which = v.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "array_value":
-        return [_pb_value(x) for x in v.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
-    if which == "bytes_value":
-        return v.bytes_value.hex()
-    return getattr(v, which)
-
-
-def _json_value(v: dict[str, Any]) -> Any:
-    for key, val in v.items():
-        if key == "arrayValue":
-            return [_json_value(x) for x in val.get("values", [])]
-        if key == "kvlistValue":
-            return {kv["key"]: _json_value(kv.get("value", {})) for kv in val.get("values", [])}
-        if key == "intValue":
-            return int(val)
-        if key == "doubleValue":
-            return float(val)
-        return val
-    return None
-
-
-def _attrs(items: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {kv["key"]: _json_value(kv.get("value", {})) for kv in items or []}
-
-
-def _from_json(doc: dict[str, Any]) -> list[RawSpan]:
-    out = []
-    for rs in doc.get("resourceSpans", []):
-        resource = _attrs(rs.get("resource", {}).get("attributes"))
-        for ss in rs.get("scopeSpans", []):
-            scope = ss.get("scope", {}).get("name")
-            for s in ss.get("spans", []):
-                status = s.get("status", {})
-                raw = RawSpan(
-                    trace_id=str(s.get("traceId", "")).lower(), span_id=str(s.get("spanId", "")).lower(),
-                    parent_span_id=str(s.get("parentSpanId") or "").lower() or None, name=str(s.get("name", "")),
-                    start_ns=int(s.get("startTimeUnixNano", 0)), end_ns=int(s.get("endTimeUnixNano", 0)),
-                    span_kind=int(s.get("kind", 1)), status_code=int(status.get("code", 0)),
-                    status_message=status.get("message") or None, attributes=_attrs(s.get("attributes")),
-                    events=[(int(e.get("timeUnixNano", 0)), str(e.get("name", "")), _attrs(e.get("attributes"))) for e in s.get("events", [])],
-                    links=[(str(ln.get("traceId", "")), str(ln.get("spanId", "")), _attrs(ln.get("attributes"))) for ln in s.get("links", [])],
-                    resource=resource, scope=scope,
-                )
-                if _valid(raw):
-                    out.append(raw)
-    return out
-
-
-def _valid(raw: RawSpan) -> bool:
-    ok_ids = isinstance(raw.trace_id, str) and _TRACE.match(raw.trace_id) and isinstance(raw.span_id, str) and _SPAN.match(raw.span_id)
-    parent_ok = raw.parent_span_id is None or (isinstance(raw.parent_span_id, str) and bool(_SPAN.match(raw.parent_span_id)))
-    times_ok = 0 < raw.start_ns <= raw.end_ns < 2**62
-    nonzero = raw.trace_id != "0" * 32 and raw.span_id != "0" * 16
-    return bool(ok_ids and parent_ok and times_ok and nonzero and raw.name)

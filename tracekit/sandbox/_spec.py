@@ -224,6 +224,7 @@ class RunResult:
     metric: str | None = None
     started_at: str | None = None
     spans_ingested: int = 0
+    notes: list[str] = field(default_factory=list)  # what the sandbox did besides the verdict (leftovers killed, ...)
 
     @property
     def ok(self) -> bool:

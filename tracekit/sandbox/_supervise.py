@@ -174,7 +174,7 @@ class Supervisor:
     def _collect_cgroup(self, cg: RunCgroup) -> None:
         peak = cg.peak_memory_bytes()
         if peak is not None:
-            self.out.peak_memory_mb = round(peak / 2**20, 3)
+            self.out.peak_memory_mb = max(self.out.peak_memory_mb or 0.0, round(peak / 2**20, 3))
         if (cg.oom_kills() or 0) > 0:
             self.out.oom = True
         hits = cg.pids_limited()
@@ -272,7 +272,7 @@ class Supervisor:
             self.out.exit_code, self.out.signal = exit_ev.get("code"), exit_ev.get("signal")
             self.out.cpu_s = exit_ev.get("cpu_s")
             if exit_ev.get("maxrss_kb"):
-                self.out.peak_memory_mb = round(exit_ev["maxrss_kb"] / 1024, 3)
+                self.out.peak_memory_mb = round(exit_ev["maxrss_kb"] / 1024, 3)  # the cgroup's peak may raise it
             if exit_ev.get("left"):
                 self.out.notes.append(f"{exit_ev['left']} leftover process(es) killed after the command ended")
         else:
