@@ -432,3 +432,18 @@ def test_compare_reports_regressions_fixes_and_paired_delta(home: Path) -> None:
     text = c.render()
     assert "regressions: 2  fixes: 1" in text and "c2 [train] pass 1.00->0.00" in text
     assert json.loads(json.dumps(c.to_dict()))["z"]["accuracy"] < 0
+
+
+def test_public_api_and_light_import() -> None:
+    import subprocess
+    import sys
+
+    import tracekit.evals as ev
+
+    assert ev.__all__ == ["CommandFailed", "Comparison", "Dataset", "EvalReport", "SPLITS", "Sample", "Score", "Scorer",
+                          "Task", "TransientError", "accuracy", "compare", "ingest_sandbox_results", "is_transient",
+                          "load_task", "mean", "pass_at_k", "run_eval", "run_eval_async", "sandboxed", "scorers",
+                          "stderr", "task"]
+    code = "import sys, tracekit.evals; print(sorted(m for m in ('duckdb', 'pyarrow', 'anthropic') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

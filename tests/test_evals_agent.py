@@ -51,7 +51,7 @@ def calculator(expression: str) -> str:
     return str({"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op])
 
 
-def make_agent(client: anthropic.Anthropic) -> Any:
+def make_agent(client: anthropic.Anthropic, catch_tool_errors: bool = False) -> Any:
     @tracekit.trace(kind="agent", name="calc_agent")
     def agent(question: str) -> str:
         messages: list[dict[str, Any]] = [{"role": "user", "content": f"Compute: {question}"}]
@@ -62,8 +62,14 @@ def make_agent(client: anthropic.Anthropic) -> Any:
             if msg.stop_reason != "tool_use":
                 return "".join(b.text for b in msg.content if b.type == "text")
             messages.append({"role": "assistant", "content": [b.model_dump() for b in msg.content]})
-            results = [{"type": "tool_result", "tool_use_id": b.id, "content": calculator(**b.input)}
-                       for b in msg.content if b.type == "tool_use"]
+            results = []
+            for b in (b for b in msg.content if b.type == "tool_use"):
+                try:
+                    results.append({"type": "tool_result", "tool_use_id": b.id, "content": calculator(**b.input)})
+                except ZeroDivisionError as exc:
+                    if not catch_tool_errors:
+                        raise
+                    results.append({"type": "tool_result", "tool_use_id": b.id, "content": f"error: {exc}", "is_error": True})
             messages.append({"role": "user", "content": results})
         raise RuntimeError("too many turns")
 
@@ -139,3 +145,40 @@ def test_llm_judge_transient_errors_are_retried(home: Path, messages_server: Mes
 def test_llm_judge_needs_a_rubric() -> None:
     with pytest.raises(tracekit.EvalError, match="rubric must be a non-empty string"):
         scorers.llm_judge("  ")
+
+
+def _doc_queries() -> list[str]:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "evals.md").read_text()
+    return re.findall(r"```sql\n(.*?)```", doc, re.S)
+
+
+def test_docs_sql_recipes_run_on_a_real_eval(home: Path, messages_server: MessagesServer) -> None:
+    messages_server.responder = _respond
+    client = anthropic.Anthropic(base_url=messages_server.url, api_key="test-key", max_retries=0)
+    tracekit.instrument_anthropic(client)
+    judge = scorers.llm_judge("Correct if it states the reference number.", model=JUDGE_MODEL,
+                              base_url=messages_server.url, api_key="test-key")
+    cases = [Sample("2 + 3", "5", id="add"), Sample("7 * 6", "42", id="mul"), Sample("1 / 0", "0", id="divzero"),
+             Sample("9 - 1", "8", id="held-out", split="val")]
+    agent = make_agent(client, catch_tool_errors=True)
+    before = run_eval(Task(cases, solver=agent, scorers=[scorers.includes(), judge], name="calc"), experiment_id="exp-a")
+    assert before.metrics["accuracy"] == 0.75
+    cases[0] = Sample("2 + 2", "5", id="add")  # the same case id now fails: a regression
+    after = run_eval(Task(cases, solver=agent, scorers=[scorers.includes(), judge], name="calc"), experiment_id="exp-b")
+    assert after.metrics["accuracy"] == 0.5
+
+    queries = _doc_queries()
+    assert len(queries) == 7
+    results = [tracekit.query(q).fetchall() for q in queries]
+    failing, per_case, tool_errors, per_tool, last_reply, regressions, per_experiment = results
+    assert [(r[0], r[2]) for r in failing] == [("add", "ok"), ("divzero", "ok")]
+    assert failing[0][3] == "none of ['5'] in 'The result is 4.'"
+    counts = {r[0]: (r[2], r[3] > 0) for r in per_case}
+    assert counts == {"add": (2, True), "mul": (2, True), "divzero": (2, True), "held-out": (2, True)}  # judge calls excluded
+    assert [(r[0], r[1], json.loads(r[2]), r[3]) for r in tool_errors] == [
+        ("divzero", "calculator", {"expression": "1 / 0"}, "ZeroDivisionError: division by zero")]
+    assert ("calculator", False, 2, 0.5) in per_tool and ("calculator", True, 2, 0.0) in per_tool
+    assert [r[0] for r in last_reply] == ["add", "divzero"] and last_reply[1][1] == "end_turn"
+    assert "The result is error: division by zero." in last_reply[1][2]
+    assert [(r[0], r[1]) for r in regressions] == [("add", 1)]
+    assert [(r[0], r[3], r[4]) for r in per_experiment] == [("exp-a", 3, 0.667), ("exp-b", 3, 0.333)]
