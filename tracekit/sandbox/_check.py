@@ -38,7 +38,7 @@ class CheckReport:
         for c, how in self.cgroups.items():
             lines.append(f"  {c:8} {how}")
         for r, how in self.rlimits.items():
-            lines.append(f"  {r:8} {how}")
+            lines.append(f"  {r:8} without cgroups: {how}")
         lines.append(f"landlock ABI: {self.landlock_abi or 'none'}   euid: {self.euid}")
         if self.probe_run:
             p = self.probe_run
