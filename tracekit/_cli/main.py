@@ -27,10 +27,12 @@ COMMANDS = [
     "tracekit._cli.demo",
     "tracekit._cli.eval",
     "tracekit._cli.optimize",
+    "tracekit._cli.sandbox",
     "tracekit._cli.serve",
     "tracekit._cli.sql",
     "tracekit._cli.store",
     "tracekit._cli.traces",
+    "tracekit._cli.trajectory",
 ]
 
 for _mod in COMMANDS:
