@@ -169,7 +169,7 @@ def _recent_diffs(inp: SectionInput) -> str:
     parts = []
     for r in reversed(rows):
         imp = "" if r["improvement"] is None else f", {r['improvement']:+.4g} vs its incumbent"
-        parts.append(f"### {r['experiment_id']} ({r['status']}{imp})\n```diff\n{elide(r['diff'], 2500)}\n```")
+        parts.append(f"### {r['experiment_id']} ({r['status']}{imp})\n```diff\n{elide(r['diff'].rstrip(), 2500)}\n```")
     return "\n\n".join(parts)
 
 
@@ -194,7 +194,7 @@ def _errors(inp: SectionInput) -> str:
         for s in stacks.get(f["experiment_id"], [])[:2]:
             block.append("stack trace (from its spans):\n```\n" + elide(s, 2500, keep="tail") + "\n```")
         if f.get("stderr_tail"):
-            block.append("stderr tail:\n```\n" + elide(f["stderr_tail"], 2500, keep="tail") + "\n```")
+            block.append("stderr tail:\n```\n" + elide(f["stderr_tail"].rstrip(), 2500, keep="tail") + "\n```")
         parts.append("\n".join(block))
     return "\n\n".join(parts)
 
@@ -212,8 +212,9 @@ def _curves(inp: SectionInput) -> str:
         key = (r["experiment_id"] or "?", r["name"])
         series.setdefault(key, []).append(f"{r['step'] if r['step'] is not None else '·'}: {r['value']:.4g}")
         counts[key] = r["n"]
+    order = {f["experiment_id"]: i for i, f in enumerate(inp.focus)}
     lines = [f"- {exp} `{name}` ({counts[(exp, name)]} points, step: value): " + ", ".join(pts)
-             for (exp, name), pts in series.items()]
+             for (exp, name), pts in sorted(series.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1]))]
     return "\n".join(lines)
 
 
@@ -221,7 +222,7 @@ def _output(inp: SectionInput) -> str:
     parts = []
     for f in inp.focus:
         if f.get("stdout_tail"):
-            parts.append(f"### {f['experiment_id']} ({f['status']}) stdout tail\n```\n{elide(f['stdout_tail'], 1500, keep='tail')}\n```")
+            parts.append(f"### {f['experiment_id']} ({f['status']}) stdout tail\n```\n{elide(f['stdout_tail'].rstrip(), 1500, keep='tail')}\n```")
     return "\n\n".join(parts)
 
 

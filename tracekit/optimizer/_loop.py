@@ -99,6 +99,7 @@ class Optimizer:
         installed = self._install_signals()
         self.started = time.monotonic()
         try:
+            self.proposer = self._make_proposer()  # a misconfigured proposer fails before any run
             self.session.open(self.on_event)
             assert self.session.ledger is not None
             self.rec = Recorder(self.session, self.target, self.feedback, self.on_event)
@@ -222,10 +223,13 @@ class Optimizer:
         while time.monotonic() < end and not self.stop_requested:
             time.sleep(0.1)
 
+    def _make_proposer(self) -> Proposer:
+        if isinstance(self._proposer_spec, Proposer):
+            return self._proposer_spec
+        return make_proposer(self._proposer_spec, self.target, {"seed": self.seed, **self.proposer_options})
+
     def _propose(self, flights: list[Flight]) -> Flight | None:
-        if self.proposer is None:
-            self.proposer = self._proposer_spec if isinstance(self._proposer_spec, Proposer) else make_proposer(
-                self._proposer_spec, self.target, {"seed": self.seed, **self.proposer_options})
+        assert self.proposer is not None
         rec = self.rec
         flight = rec.new_flight(self.proposer)
         try:
