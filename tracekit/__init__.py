@@ -26,6 +26,7 @@ from ._errors import (
     SandboxError,
     StoreError,
     TracekitError,
+    TrajectoryError,
 )
 
 __version__ = "0.1.0"
@@ -37,6 +38,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "instrument_anthropic": ("tracekit._anthropic", "instrument_anthropic"),
     "uninstrument_anthropic": ("tracekit._anthropic", "uninstrument_anthropic"),
     "set_model_prices": ("tracekit._anthropic_prices", "set_model_prices"),
+    "trajectory": ("tracekit._trajectory", "trajectory"),
+    "Trajectory": ("tracekit._trajectory", "Trajectory"),
+    "export_atif": ("tracekit._atif", "export_atif"),
+    "import_atif": ("tracekit._atif", "import_atif"),
 }
 
 if TYPE_CHECKING:
@@ -45,6 +50,10 @@ if TYPE_CHECKING:
     from ._anthropic import instrument_anthropic as instrument_anthropic
     from ._anthropic import uninstrument_anthropic as uninstrument_anthropic
     from ._anthropic_prices import set_model_prices as set_model_prices
+    from ._atif import export_atif as export_atif
+    from ._atif import import_atif as import_atif
+    from ._trajectory import Trajectory as Trajectory
+    from ._trajectory import trajectory as trajectory
 
 
 def __getattr__(name: str) -> Any:
@@ -74,11 +83,15 @@ __all__ = sorted([
     "Store",
     "StoreError",
     "TracekitError",
+    "Trajectory",
+    "TrajectoryError",
     "configure",
     "current_trace_id",
     "experiment",
+    "export_atif",
     "flush",
     "get_settings",
+    "import_atif",
     "instrument_anthropic",
     "log_metric",
     "query",
@@ -86,5 +99,6 @@ __all__ = sorted([
     "shutdown",
     "span",
     "trace",
+    "trajectory",
     "uninstrument_anthropic",
 ])

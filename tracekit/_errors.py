@@ -33,3 +33,7 @@ class EvalError(TracekitError):
 
 class CollectorError(TracekitError):
     """The OTLP collector cannot start or serve."""
+
+
+class TrajectoryError(TracekitError):
+    """A trajectory cannot be built, exported or imported (e.g. an ATIF file that is not valid)."""

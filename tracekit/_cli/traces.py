@@ -66,9 +66,19 @@ def show_cmd(
     trace_id: Annotated[str, typer.Argument(help="A trace id or a unique prefix of one.")],
     width: Annotated[int, typer.Option(help="Characters of input/output to show per span.")] = 100,
     fmt: Annotated[str, typer.Option("--format", "-f", help="tree | json")] = "tree",
+    transcript: Annotated[bool, typer.Option("--transcript", help="Show the run as a conversation: user turns, "
+                                             "thinking, text, tool calls with results, tokens and cost.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Show a trace as a tree of spans with durations, status, inputs and outputs."""
+    """Show a trace as a tree of spans with durations, status, inputs and outputs.
+
+    Example: tracekit traces show 3f2a --transcript
+    """
+    if transcript:
+        from ._transcript import show
+
+        show(trace_id, home=home, width=width, fmt=fmt)
+        return
     from rich.tree import Tree
 
     from .._query import Database

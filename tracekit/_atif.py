@@ -1,0 +1,214 @@
+"""Harbor's Agent Trajectory Interchange Format (ATIF) to and from the store.
+
+    doc = tracekit.export_atif("3f2a")                 # dict, schema_version "ATIF-v1.7"
+    tracekit.import_atif("runs/trial-1/agent/trajectory.json")   # -> the new trace id
+
+    tracekit traces export-atif 3f2a -o trajectory.json
+    tracekit traces import-atif runs/**/trajectory.json
+
+Export: one trace becomes one trajectory (ATIF RFC 0001, v1.7): a `system` step for the system
+prompt, a `user` step per new user message, an `agent` step per LLM call with `reasoning_content`,
+`tool_calls` and their results as the `observation`, and `metrics` (`prompt_tokens` counts cached
+tokens too, `cached_tokens` the cache reads, `cost_usd`; cache writes go to `metrics.extra`).
+tracekit specifics (span ids, latency, stop reason, errors) go in `extra` objects, as ATIF asks.
+
+Import: any `ATIF-v1.x` document becomes a trace: an `agent` root span, an `llm` span per agent
+step (GenAI attributes; `gen_ai.input.messages` holds the messages new to that step: the user
+turns and tool results since the previous step) and an `execute_tool` span per tool call with its
+observation as result. Timestamps come from the steps (missing ones are spaced 1 ms apart). The
+trace id is derived from the document, so importing the same file twice is refused, not duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ._errors import TrajectoryError
+from ._trajectory import Step, Trajectory, trajectory
+
+ATIF_VERSION = "ATIF-v1.7"
+_SOURCES = ("system", "user", "agent")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _tool_definitions(defs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for d in defs:
+        if not isinstance(d, dict):
+            continue
+        fn = {k: d[k] for k in ("name", "description", "parameters") if d.get(k) is not None}
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _agent_step(step: Step, step_id: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"step_id": step_id, "source": "agent", "message": step.message}
+    if step.timestamp is not None:
+        out["timestamp"] = _iso(step.timestamp)
+    if step.model:
+        out["model_name"] = step.model
+    if step.reasoning:
+        out["reasoning_content"] = step.reasoning
+    out["llm_call_count"] = 1 if step.span_id is not None and step.model is not None else 0
+    calls, results = [], []
+    for k, c in enumerate(step.tool_calls):
+        call_id = c.call_id or f"call_{step_id}_{k + 1}"
+        args = c.arguments if isinstance(c.arguments, dict) else ({} if c.arguments is None else {"value": c.arguments})
+        extra = {k2: v for k2, v in (("span_id", c.span_id), ("duration_ms", c.duration_ms)) if v is not None}
+        calls.append({"tool_call_id": call_id, "function_name": c.name, "arguments": args, **({"extra": extra} if extra else {})})
+        content = c.error if c.status == "error" and c.result is None else c.result
+        result: dict[str, Any] = {"source_call_id": call_id, "content": "" if content is None else _text(content)}
+        if c.status == "error":
+            result["extra"] = {"is_error": True, "error": c.error}
+        results.append(result)
+    if calls:
+        out["tool_calls"] = calls
+        out["observation"] = {"results": results}
+    if out["llm_call_count"]:
+        metrics: dict[str, Any] = {}
+        for key, value in (("prompt_tokens", step.input_tokens), ("completion_tokens", step.output_tokens),
+                           ("cached_tokens", step.cache_read_tokens), ("cost_usd", step.cost_usd)):
+            if value is not None:
+                metrics[key] = value
+        if step.cache_write_tokens:
+            metrics["extra"] = {"cache_creation_input_tokens": step.cache_write_tokens}
+        if metrics:
+            out["metrics"] = metrics
+    extra = {k: v for k, v in (("span_id", step.span_id), ("latency_ms", step.latency_ms),
+                               ("stop_reason", step.stop_reason), ("error", step.error)) if v is not None}
+    if extra:
+        out["extra"] = {"tracekit": extra}
+    return out
+
+
+def to_atif(t: Trajectory, *, agent_name: str | None = None, agent_version: str | None = None) -> dict[str, Any]:
+    """A Trajectory as an ATIF document (a JSON-ready dict)."""
+    steps: list[dict[str, Any]] = []
+    for step in t.steps:
+        step_id = len(steps) + 1
+        if step.source == "agent":
+            steps.append(_agent_step(step, step_id))
+        else:
+            entry: dict[str, Any] = {"step_id": step_id, "source": step.source, "message": step.message}
+            if step.timestamp is not None:
+                entry["timestamp"] = _iso(step.timestamp)
+            steps.append(entry)
+    models = t.models
+    agent: dict[str, Any] = {"name": agent_name or t.name or "agent", "version": agent_version or t.agent_version or "unknown"}
+    if models:
+        agent["model_name"] = max(models, key=lambda m: sum(1 for s in t.agent_steps if s.model == m))
+    if t.tool_definitions:
+        agent["tool_definitions"] = _tool_definitions(t.tool_definitions)
+    final: dict[str, Any] = {"total_prompt_tokens": t.input_tokens, "total_completion_tokens": t.output_tokens,
+                             "total_cached_tokens": t.cache_read_tokens, "total_steps": len(steps)}
+    if t.total_cost_usd is not None:
+        final["total_cost_usd"] = t.total_cost_usd
+    tk = {k: v for k, v in (("trace_id", t.trace_id), ("project", t.project), ("experiment_id", t.experiment_id),
+                            ("status", t.status), ("duration_ms", t.duration_ms)) if v is not None}
+    return {"schema_version": ATIF_VERSION, "session_id": t.trace_id, "trajectory_id": t.trace_id, "agent": agent,
+            "steps": steps, "final_metrics": final, "extra": {"tracekit": tk}}
+
+
+def export_atif(trace_id: str, path: str | Path | None = None, *, home: str | Path | None = None,
+                agent_name: str | None = None, agent_version: str | None = None) -> dict[str, Any]:
+    """The trace as an ATIF document; also written to `path` (JSON) when given."""
+    doc = to_atif(trajectory(trace_id, home=home), agent_name=agent_name, agent_version=agent_version)
+    if path is not None:
+        Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return doc
+
+
+# ---- import ---------------------------------------------------------------------------------------
+
+
+def validate(doc: Any, where: str = "document") -> None:
+    """Raise TrajectoryError naming the first problem that makes `doc` unusable as ATIF."""
+    def bad(msg: str) -> TrajectoryError:
+        return TrajectoryError(f"{where}: {msg} (see the ATIF spec: harborframework.com/docs/trajectory-format)")
+
+    if not isinstance(doc, dict):
+        raise bad(f"an ATIF trajectory is a JSON object, got {type(doc).__name__}")
+    version = doc.get("schema_version")
+    if not isinstance(version, str) or not version.startswith("ATIF-v1."):
+        raise bad(f"schema_version must be 'ATIF-v1.x' (tracekit reads v1.0-v1.7), got {version!r}")
+    agent = doc.get("agent")
+    if not isinstance(agent, dict) or not isinstance(agent.get("name"), str):
+        raise bad("agent must be an object with a string name")
+    steps = doc.get("steps")
+    if not isinstance(steps, list):
+        raise bad("steps must be an array of step objects")
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise bad(f"steps[{i}] must be an object")
+        if step.get("source") not in _SOURCES:
+            raise bad(f"steps[{i}].source must be one of {', '.join(_SOURCES)}, got {step.get('source')!r}")
+        msg = step.get("message", "")
+        if not isinstance(msg, (str, list)):
+            raise bad(f"steps[{i}].message must be a string (or content parts), got {type(msg).__name__}")
+        calls = step.get("tool_calls") or []
+        if not isinstance(calls, list) or any(not isinstance(c, dict) or not isinstance(c.get("function_name"), str) for c in calls):
+            raise bad(f"steps[{i}].tool_calls must be objects with a function_name")
+        if step.get("timestamp") is not None and _parse_time(step["timestamp"]) is None:
+            raise bad(f"steps[{i}].timestamp {step['timestamp']!r} is not an ISO 8601 time")
+
+
+def _parse_time(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return (parsed - _EPOCH) // dt.timedelta(microseconds=1) * 1000  # exact, no float rounding
+
+
+def message_text(message: Any) -> str:
+    """An ATIF message (a string, or v1.6 content parts) as text; images become placeholders."""
+    if isinstance(message, str):
+        return message
+    out = []
+    for part in message or []:
+        if isinstance(part, dict) and part.get("type") == "text":
+            out.append(str(part.get("text") or ""))
+        elif isinstance(part, dict) and part.get("type") == "image":
+            out.append(f"[image {((part.get('source') or {}).get('path')) or ''}]".replace(" ]", "]"))
+    return "\n".join(out)
+
+
+def import_atif(source: str | Path | dict[str, Any], *, home: str | Path | None = None, project: str | None = None) -> str:
+    """Store one ATIF trajectory (a path or a parsed document) as a trace; returns its trace id."""
+    from ._atif_import import store_trajectory
+
+    if isinstance(source, dict):
+        doc, where = source, "document"
+    else:
+        path = Path(source)
+        try:
+            doc = json.loads(path.read_text())
+        except OSError as exc:
+            raise TrajectoryError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise TrajectoryError(f"{path}: not JSON ({exc})") from None
+        where = str(path)
+    validate(doc, where)
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return store_trajectory(doc, trace_id=digest[:32], home=home, project=project, now_ns=time.time_ns())

@@ -1,0 +1,61 @@
+"""`tracekit traces export-atif | import-atif`: trajectories in Harbor's ATIF JSON format.
+
+    tracekit traces export-atif 3f2a -o trajectory.json
+    tracekit traces import-atif jobs/*/agent/trajectory.json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .._errors import TrajectoryError
+from ._common import HomeOption, console, emit, err_console
+
+
+def export_atif_cmd(
+    trace_id: Annotated[str, typer.Argument(help="A trace id or a unique prefix of one.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")] = None,
+    agent_name: Annotated[str | None, typer.Option(help="agent.name (default: the root span's name).")] = None,
+    agent_version: Annotated[str | None, typer.Option(help="agent.version (default: from the root span, else 'unknown').")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Export one trace as an ATIF trajectory (JSON). Example: tracekit traces export-atif 3f2a -o run.json"""
+    from .._atif import export_atif
+
+    doc = export_atif(trace_id, output, home=home, agent_name=agent_name, agent_version=agent_version)
+    if output is None:
+        emit(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        console.print(f"wrote {output} ({len(doc['steps'])} steps)", markup=False, soft_wrap=True)
+
+
+def import_atif_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="ATIF trajectory JSON files.")],
+    project: Annotated[str | None, typer.Option(help="Project of the imported traces (default: the configured one).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Import ATIF trajectories as traces. Example: tracekit traces import-atif jobs/*/agent/trajectory.json"""
+    from .._atif import import_atif
+
+    failed = 0
+    for path in paths:
+        try:
+            tid = import_atif(path, home=home, project=project)
+        except TrajectoryError as exc:
+            failed += 1
+            err_console.print(f"skipped {path}: {exc}", markup=False, soft_wrap=True)
+            continue
+        console.print(f"imported {path} as trace {tid}", markup=False, soft_wrap=True)
+    if failed and failed == len(paths):
+        raise TrajectoryError(f"none of the {len(paths)} file(s) could be imported (reasons above)")
+
+
+def register(root: typer.Typer) -> None:
+    from .traces import app as traces_app
+
+    traces_app.command("export-atif")(export_atif_cmd)
+    traces_app.command("import-atif")(import_atif_cmd)
