@@ -35,7 +35,7 @@ def utcnow() -> datetime:
 class ResultWriter:
     """Buffers eval_results rows; writes a file every `every` rows or `interval_s` seconds, and on flush()."""
 
-    def __init__(self, store: Store, *, every: int = 25, interval_s: float = 2.0) -> None:
+    def __init__(self, store: Store, *, every: int = 200, interval_s: float = 2.0) -> None:
         self.store = store
         self.every = every
         self.interval_s = interval_s

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextvars
 import inspect
 import json
+import queue
 import threading
 import time
 import traceback
@@ -70,8 +71,40 @@ class EvalReport:
         return [r for r in self.rows if not r["passed"]]
 
 
+class _Workers:
+    """Daemon threads for sync solvers. A job never waits for a busy thread: when none is idle a new
+    one starts, so a solver stuck past its time limit holds only its own thread."""
+
+    MAX_IDLE = 64
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.idle = 0
+        self.lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self.lock:
+            spawn = self.idle == 0
+            if not spawn:
+                self.idle -= 1
+        self.jobs.put(job)
+        if spawn:
+            threading.Thread(target=self._work, name="tracekit-eval-worker", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            self.jobs.get()()
+            with self.lock:
+                if self.idle >= self.MAX_IDLE:
+                    return
+                self.idle += 1
+
+
+_workers = _Workers()
+
+
 def _in_thread(fn: Callable[..., Any], arg: Any) -> "asyncio.Future[Any]":
-    """Run a sync solver on its own daemon thread (so a stuck one never blocks the others)."""
+    """Run a sync solver on a worker thread, in the caller's context (its current span included)."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()
     ctx = contextvars.copy_context()
@@ -81,15 +114,17 @@ def _in_thread(fn: Callable[..., Any], arg: Any) -> "asyncio.Future[Any]":
             return
         fut.set_result(value) if ok else fut.set_exception(value)
 
-    def target() -> None:
+    def job() -> None:
         try:
-            value = ctx.run(fn, arg)
+            outcome: tuple[bool, Any] = (True, ctx.run(fn, arg))
         except BaseException as exc:  # handed to the awaiting coroutine
-            loop.call_soon_threadsafe(settle, False, exc)
-        else:
-            loop.call_soon_threadsafe(settle, True, value)
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed meanwhile (a case abandoned after its time limit)
+            pass
 
-    threading.Thread(target=target, name="tracekit-eval-case", daemon=True).start()
+    _workers.submit(job)
     return fut
 
 
@@ -168,7 +203,10 @@ class _Runner:
         async def call() -> Any:
             if inspect.iscoroutinefunction(scorer) or inspect.iscoroutinefunction(getattr(scorer, "__call__", None)):
                 return await scorer(output, sample)
-            value = await asyncio.to_thread(scorer, output, sample)
+            if getattr(scorer, "inline", False):
+                value = scorer(output, sample)
+            else:  # a user's function may block: keep the event loop free
+                value = await asyncio.to_thread(scorer, output, sample)
             return await value if inspect.isawaitable(value) else value
 
         with span(f"score/{name}", kind="eval", **{"tracekit.eval.scorer": name}) as s:

@@ -55,9 +55,10 @@ def _targets(sample: Sample, scorer: str) -> list[str]:
     return [x if isinstance(x, str) else output_text(x) for x in items]
 
 
-def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _named(fn: Callable[..., Any], name: str, inline: bool = True) -> Callable[..., Any]:
     fn.name = name  # type: ignore[attr-defined]
     fn.__name__ = name
+    fn.inline = inline  # type: ignore[attr-defined]  # cheap and pure: the harness calls it on its event loop
     return fn
 
 
@@ -262,12 +263,12 @@ def python(fn: Callable[..., Any], *, name: str | None = None) -> Callable[[Any,
     if is_async:
         async def ascore(output: Any, sample: Sample) -> Score:
             return as_score(await fn(*args(output, sample)), label)
-        return _named(ascore, label)
+        return _named(ascore, label, inline=False)
 
     def score(output: Any, sample: Sample) -> Score:
         return as_score(fn(*args(output, sample)), label)
 
-    return _named(score, label)
+    return _named(score, label, inline=False)
 
 
 def _clip(text: str, limit: int = 80) -> str:
