@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,10 +38,12 @@ class OutputPump(threading.Thread):
         self._tail = bytearray()  # bytes after the head, last tail_bytes of them
         self.limit_exceeded = False
         self._stop_evt = threading.Event()
+        self._stop_deadline = float("inf")
         self._file = open(path, "wb", buffering=0)  # unbuffered: the log is live while the run runs
 
-    def stop(self) -> None:
-        """Ask the pump to finish: it drains what is readable now, then exits."""
+    def stop(self, drain_s: float = 2.0) -> None:
+        """Ask the pump to finish: it drains what is readable (for at most `drain_s`), then exits."""
+        self._stop_deadline = time.monotonic() + drain_s
         self._stop_evt.set()
 
     def run(self) -> None:
@@ -50,9 +53,9 @@ class OutputPump(threading.Thread):
                     ready, _, _ = select.select([self.fd], [], [], 0.1)
                 except (OSError, ValueError):
                     break
+                if self._stop_evt.is_set() and (not ready or time.monotonic() > self._stop_deadline):
+                    break
                 if not ready:
-                    if self._stop_evt.is_set():
-                        break
                     continue
                 try:
                     data = os.read(self.fd, CHUNK)

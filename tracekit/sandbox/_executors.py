@@ -49,6 +49,8 @@ def prepare_spec(spec: RunSpec) -> RunSpec:
         changes["trace_home"] = Path(get_settings().home).resolve()
     if spec.workspace is not None:
         changes["workspace"] = Path(spec.workspace).resolve()
+    if spec.run_dir is not None:
+        changes["run_dir"] = Path(spec.run_dir).resolve()
     return replace(spec, **changes) if changes else spec
 
 

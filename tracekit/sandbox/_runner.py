@@ -20,14 +20,11 @@ import time
 from pathlib import Path
 
 from .._config import get_settings
-from .._errors import SandboxError
 from . import _cgroup, _metrics, _spans, _workspace
 from ._backends import LOCAL_WARNING, choose
 from ._spec import RunResult, RunSpec
 from ._supervise import Outcome, Supervisor
 
-RESERVED_ENV = ("TRACEKIT_RESULT", "TRACEKIT_HOME", "TRACEKIT_RUN_ID", "TRACEKIT_EXPERIMENT_ID", "TRACEPARENT",
-                "TRACEKIT_SANDBOX", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 # Never copied from the host through an allowlist *pattern* (an exact name in the allowlist is honoured).
 SECRETISH = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^SSH_|^GPG_|"
                        r"KUBECONFIG|^DOCKER_|NETRC|^PIP_|^NPM_|^UV_|^HF_", re.IGNORECASE)
@@ -50,9 +47,6 @@ def cgroup_layout() -> _cgroup.Layout:
 def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_id: str, traceparent: str,
               project: str, backend: str) -> dict[str, str]:
     """The candidate's whole environment: allowlisted host variables, explicit ones, then the sandbox's own."""
-    for key in spec.env:
-        if key in RESERVED_ENV:
-            raise SandboxError(f"RunSpec.env sets {key}, which the sandbox sets itself; remove it")
     env: dict[str, str] = {}
     for name, value in os.environ.items():
         for pat in spec.env_allowlist:

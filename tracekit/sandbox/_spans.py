@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_SPANS = 200_000
 _private: dict[str, otel_trace.Tracer] = {}
+_private_lock = threading.Lock()
 
 
 def _tracer_for(home: Path) -> tuple[otel_trace.Tracer, bool]:
@@ -34,6 +36,11 @@ def _tracer_for(home: Path) -> tuple[otel_trace.Tracer, bool]:
     if Path(settings.home).resolve() == home.resolve():
         return get_tracer(), True
     key = str(home.resolve())
+    with _private_lock:
+        return _private_tracer(key, home, settings), False
+
+
+def _private_tracer(key: str, home: Path, settings: Any) -> otel_trace.Tracer:
     if key not in _private:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -46,7 +53,7 @@ def _tracer_for(home: Path) -> tuple[otel_trace.Tracer, bool]:
         provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name, PROJECT_ATTR: settings.project}))
         provider.add_span_processor(SimpleSpanProcessor(ParquetSpanExporter(Store(home), default_project=settings.project)))
         _private[key] = provider.get_tracer("tracekit.sandbox")
-    return _private[key], False
+    return _private[key]
 
 
 class RunSpan:

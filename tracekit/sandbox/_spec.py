@@ -26,6 +26,10 @@ DEFAULT_ENV_ALLOWLIST: tuple[str, ...] = (
     "PYTHONHASHSEED", "SOURCE_DATE_EPOCH",
 )
 DEFAULT_COPY_EXCLUDE: tuple[str, ...] = (".git", ".tracekit", "__pycache__", ".pytest_cache")
+RESERVED_ENV: tuple[str, ...] = (
+    "TRACEKIT_RESULT", "TRACEKIT_HOME", "TRACEKIT_RUN_ID", "TRACEKIT_EXPERIMENT_ID", "TRACEKIT_PROJECT", "TRACEPARENT",
+    "TRACEKIT_SANDBOX", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+)
 METRIC_NAME = re.compile(r"^[A-Za-z_][\w.\-/]{0,199}$")
 
 
@@ -107,6 +111,8 @@ class RunSpec:
                 raise SandboxError(f"RunSpec.env has a bad variable name {key!r}")
             if not isinstance(value, str) or "\0" in value:
                 raise SandboxError(f"RunSpec.env[{key!r}]={value!r}: values must be strings without NUL bytes")
+            if key in RESERVED_ENV:
+                raise SandboxError(f"RunSpec.env sets {key}, which the sandbox sets itself; remove it")
         for label, paths in (("ro_paths", self.ro_paths), ("rw_paths", self.rw_paths)):
             for p in paths:
                 if not Path(p).is_absolute() or not Path(p).exists():

@@ -202,7 +202,9 @@ class Supervisor:
         raise SandboxError(f"the {self.backend.name} backend did not start the run (exit {proc.returncode}): {detail}")
 
     def _attach(self, proc: subprocess.Popen[bytes], cg: RunCgroup) -> None:
-        pids = [proc.pid, *_proc.descendants(proc.pid)]
+        # The shim is waiting for "G": nothing of the candidate exists yet, so moving the shim (and
+        # whatever the backend runs between us and it) moves every process the run will ever have.
+        pids = _proc.descendants(proc.pid) or [proc.pid]
         for pid in pids:
             _proc.set_oom_score_adj(pid, -1000)  # the OOM killer should pick the candidate, not the init
             try:
@@ -266,6 +268,10 @@ class Supervisor:
                 if ev.get("ev") == "exit":
                     exit_ev = ev
             if exit_ev is None and (reader.eof or proc.poll() is not None):
+                for _ in range(40):  # the shim may have written its last line just before exiting
+                    exit_ev = next((ev for ev in reader.poll(0.05) if ev.get("ev") == "exit"), None)
+                    if exit_ev is not None or reader.eof:
+                        break
                 break
         self.out.wall_s = round(time.monotonic() - t0, 6)
         if exit_ev is not None:

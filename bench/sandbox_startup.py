@@ -1,0 +1,65 @@
+"""Sandbox start-up overhead per backend against a bare subprocess, measured in the same run.
+
+    .venv/bin/python bench/sandbox_startup.py            # 20 runs per row
+    .venv/bin/python bench/sandbox_startup.py --quick    # 5 runs per row
+
+For two commands (`/bin/true` and `python -c pass`) it times, end to end, a bare
+`subprocess.run` and `tracekit.sandbox.run()` with each usable backend (workspace copy, cgroups,
+the init process, output capture, metric parsing, the run span and run.json included), and prints
+the median, the overhead in milliseconds and the ratio to the bare subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tracekit.sandbox import RunSpec, run
+from tracekit.sandbox._backends import probe
+
+
+def median_s(fn: Callable[[], object], n: int) -> float:
+    fn()  # warm-up (probes, imports, page cache)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="5 runs per row instead of 20")
+    args = ap.parse_args()
+    n = 5 if args.quick else 20
+    backends = [b for b in ("bwrap", "unshare", "local") if probe(b) is None]
+    commands = {"/bin/true": ["/bin/true"], "python -c pass": [sys.executable, "-c", "pass"]}
+    with tempfile.TemporaryDirectory(prefix="tracekit-bench-") as tmp:
+        root = Path(tmp)
+        ws = root / "ws"
+        ws.mkdir()
+        (ws / "train.py").write_text("print('METRIC x=1')\n")
+        counter = iter(range(10**9))
+        print(f"{'command':16} {'how':10} {'median ms':>10} {'overhead ms':>12} {'ratio':>7}   ({n} runs each)")
+        for label, argv in commands.items():
+            bare = median_s(lambda: subprocess.run(argv, stdin=subprocess.DEVNULL, check=True), n)
+            print(f"{label:16} {'bare':10} {bare * 1e3:10.1f} {'':>12} {'1.00':>7}")
+            for backend in backends:
+                def one() -> None:
+                    res = run(RunSpec(argv, workspace=ws, backend=backend, budget_s=60, otlp=False,
+                                      run_dir=root / f"run{next(counter)}", trace_home=root / "home"))
+                    assert res.status in ("ok", "no_metric"), res.error
+
+                t = median_s(one, n)
+                print(f"{label:16} {backend:10} {t * 1e3:10.1f} {(t - bare) * 1e3:12.1f} {t / bare:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
