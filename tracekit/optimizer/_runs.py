@@ -6,6 +6,7 @@ Mixed into `Recorder` (see `_records`): these methods use its ledger, session, r
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ class Runs:
         extra: dict[str, Any] = {
             "run_status": status, "exit_code": last.get("exit_code"), "error": last.get("error"),
             "stdout_tail": _tail(last.get("stdout")), "stderr_tail": _tail(last.get("stderr")),
-            "summary": json.dumps(metrics), "run_span_id": last.get("span_id"),
+            "summary": json.dumps({**_key_values(last.get("stdout")), **metrics}), "run_span_id": last.get("span_id"),
             "metric_runs": [r["metrics"][t.metric] for r in f.results if r.get("status") == "ok" and t.metric in (r.get("metrics") or {})],
         }
         again = None
@@ -210,6 +211,21 @@ class Runs:
             self.on_event("warning", {"message": f"branch tracekit/{self.session.run_id} was at {head[:10]}, the ledger's "
                                                  f"incumbent is {expected[:10]}; moved the branch to the ledger's"})
             self.repo.set_ref(self.session.branch, expected)
+
+
+_KV = re.compile(r"^([A-Za-z_][\w.]*):\s+([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def _key_values(captured: Any) -> dict[str, float]:
+    """`name: number` summary lines of a run's stdout (autoresearch's block after `---`)."""
+    if not captured:
+        return {}
+    out: dict[str, float] = {}
+    for line in ((captured.get("head") or "") + "\n" + (captured.get("tail") or "")).splitlines():
+        m = _KV.match(line.strip())
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
 
 
 def _tail(captured: Any, limit: int = 8000) -> str | None:
