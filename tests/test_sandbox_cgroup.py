@@ -77,3 +77,32 @@ def test_check_reports_backends_limits_and_a_probe_run() -> None:
     assert set(report.cgroups) == {"memory", "pids"}
     assert report.probe_run is not None and report.probe_run["status"] == "ok"
     assert "auto picks: " + report.auto in report.summary()
+
+
+def test_v2_run_groups_go_beside_a_group_that_cannot_delegate(tmp_path: Path) -> None:
+    parent = tmp_path / "cg" / "slice"
+    own = parent / "harness"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("memory pids\n")
+    (own / "cgroup.subtree_control").mkdir()  # stands for "writing +memory here fails" (EBUSY on a real v2)
+    (parent / "cgroup.subtree_control").write_text("memory pids\n")
+    layout = detect(*_layout(tmp_path, V2_MOUNTS, "0::/slice/harness\n"))
+    cg = RunCgroup.create(layout, "r1", 64 * 2**20, 32)
+    assert cg.dirs == {"memory": (2, parent / "tracekit-r1"), "pids": (2, parent / "tracekit-r1")}
+    assert (parent / "tracekit-r1" / "memory.max").read_text() == str(64 * 2**20)
+    assert (parent / "tracekit-r1" / "pids.max").read_text() == "32"
+
+
+def test_rlimit_fallback_without_cgroups(tmp_path: Path) -> None:
+    from _sandbox_helpers import assert_no_leftovers, marker, py, spec
+
+    from tracekit.sandbox import run
+
+    m = marker()
+    res = run(spec(tmp_path, py("x = []\nwhile True:\n    x.append(bytearray(16 << 20))", m), memory_mb=256,
+                   use_cgroups=False))
+    assert res.limits["memory_enforced_by"] == "rlimit_as"
+    assert res.limits["procs_enforced_by"] == ("rlimit_nproc" if os.geteuid() != 0 else None)
+    assert res.status == "oom", (res.error, res.stderr.tail)
+    assert "MemoryError" in res.stderr.text()
+    assert_no_leftovers(m)

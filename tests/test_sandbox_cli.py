@@ -91,3 +91,9 @@ def test_spec_and_result_round_trip(tmp_path: Path) -> None:
     res = run(RunSpec(["sh", "-c", "echo METRIC m=2"], metric="m", run_dir=tmp_path / "r", trace_home=tmp_path / "h"))
     again = RunResult.from_dict(json.loads(json.dumps(res.to_dict())))
     assert again == res and again.value == 2.0
+
+
+def test_local_backend_says_loudly_it_is_not_isolation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    res = run(RunSpec(["sh", "-c", "echo METRIC a=1"], backend="local", run_dir=tmp_path / "r", trace_home=tmp_path / "h"))
+    assert res.status == "ok" and res.backend == "local" and res.limits["isolation"] == "none"
+    assert "is NOT isolation" in capsys.readouterr().err

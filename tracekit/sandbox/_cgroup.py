@@ -131,9 +131,9 @@ class RunCgroup:
                 continue
             folder = slot.base / f"{PREFIX}{name}"
             try:
-                if slot.version == 2:
-                    _enable_v2(slot.base, c)
-                _sweep_stale(slot.base)
+                base = _v2_base(slot.base, c) if slot.version == 2 else slot.base
+                folder = base / f"{PREFIX}{name}"
+                _sweep_stale(base)
                 folder.mkdir(exist_ok=True)
                 cg.dirs[c] = (slot.version, folder)
                 cg._limit(c, slot.version, folder, limit)
@@ -233,10 +233,25 @@ class RunCgroup:
                 time.sleep(0.02)
 
 
-def _enable_v2(base: Path, controller: str) -> None:
-    if controller in _words(base / "cgroup.subtree_control"):
-        return
-    (base / "cgroup.subtree_control").write_text(f"+{controller}")
+def _v2_base(own: Path, controller: str) -> Path:
+    """Where v2 run groups get `controller`: under our own group, else beside it.
+
+    v2's "no internal processes" rule forbids enabling a controller for children of a group that
+    holds processes (ours holds the harness), so when our group does not already delegate it we
+    create run groups as siblings, in the parent that gave our group the controller.
+    """
+    if controller in _words(own / "cgroup.subtree_control"):
+        return own
+    try:
+        (own / "cgroup.subtree_control").write_text(f"+{controller}")
+        return own
+    except OSError:
+        pass
+    parent = own.parent
+    if controller in _words(parent / "cgroup.subtree_control") and os.access(parent, os.W_OK):
+        return parent
+    raise OSError(errno.EBUSY, f"cgroup v2: {own} cannot delegate {controller} (it holds processes) and its "
+                  f"parent is not writable; run the harness in a group that delegates memory and pids")
 
 
 def _rmdir(folder: Path) -> bool:

@@ -47,6 +47,7 @@ class RunSpec:
     `fnmatch` patterns) copied from this process's environment. Spans the run emits land in
     `trace_home` (default: tracekit's configured home) tagged with `experiment_id` (default: the
     run id). `otlp` starts a loopback OTLP/HTTP receiver for OpenTelemetry SDKs inside the run.
+    `use_cgroups=False` enforces memory and process caps with rlimits only (see docs/sandbox.md).
     """
 
     command: Sequence[str] | str
@@ -74,6 +75,7 @@ class RunSpec:
     copy_exclude: Sequence[str] = DEFAULT_COPY_EXCLUDE
     startup_timeout_s: float = 30.0
     name: str | None = None
+    use_cgroups: bool = True
 
     def argv(self) -> list[str]:
         if isinstance(self.command, str):

@@ -119,7 +119,8 @@ class Supervisor:
     def run(self) -> Outcome:
         spec = self.spec
         mem = spec.memory_mb * 2**20 if spec.memory_mb is not None else None
-        cg = RunCgroup.create(self.layout, self.run_id, mem, spec.max_procs + 16 if spec.max_procs else None)
+        layout = self.layout if spec.use_cgroups else Layout(notes=["cgroups turned off (use_cgroups=False)"])
+        cg = RunCgroup.create(layout, self.run_id, mem, spec.max_procs + 16 if spec.max_procs else None)
         self.out.notes.extend(cg.notes)
         rlimits, self.out.limits = self._limits(cg)
         out_r, out_w = os.pipe()
