@@ -70,10 +70,12 @@ def test_secrets_are_not_visible(tmp_path: Path, backend: str, monkeypatch: pyte
         print('pids seen:', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
         print(f'METRIC hits={{len(hits)}}')
     """
-    res = run(spec(tmp_path, py(code, m), backend=backend))
+    res = run(spec(tmp_path, py(code, m), backend=backend, env={"GIVEN_API_KEY": "explicitly-passed"}))
     assert res.status == "ok", res.error
     assert res.metrics == {"hits": 0.0}, res.stdout.text()
     assert secret not in res.stdout.text() + res.stderr.text()
+    saved = (res.run_dir / "spec.json").read_text()
+    assert "explicitly-passed" not in saved and "GIVEN_API_KEY" in saved  # explicit env is passed, not logged
     assert_no_leftovers(m)
 
 

@@ -21,7 +21,8 @@ class CheckReport:
     backends: dict[str, str | None] = field(default_factory=dict)  # name -> None (works) or why not
     auto: str = "local"
     cgroups: dict[str, str] = field(default_factory=dict)  # controller -> how it is enforced (or why not)
-    rlimits: dict[str, str] = field(default_factory=dict)
+    rlimits: dict[str, str] = field(default_factory=dict)  # fallbacks when a cgroup controller is missing
+    disk: str = "tmpfs size for /tmp (bwrap, unshare) + RLIMIT_FSIZE per file + folder watch"
     landlock_abi: int = 0
     euid: int = 0
     probe_run: dict[str, Any] | None = None  # a real run in the auto backend
@@ -39,6 +40,7 @@ class CheckReport:
             lines.append(f"  {c:8} {how}")
         for r, how in self.rlimits.items():
             lines.append(f"  {r:8} without cgroups: {how}")
+        lines.append(f"  {'disk':8} {self.disk}")
         lines.append(f"landlock ABI: {self.landlock_abi or 'none'}   euid: {self.euid}")
         if self.probe_run:
             p = self.probe_run
@@ -69,7 +71,6 @@ def check(probe_run: bool = True) -> CheckReport:
     report.rlimits["memory"] = "RLIMIT_AS fallback (breaks CUDA/JAX address-space reservations)"
     report.rlimits["procs"] = ("RLIMIT_NPROC fallback" if report.euid != 0
                                else "RLIMIT_NPROC fallback does not work as root (the kernel ignores it)")
-    report.rlimits["disk"] = "tmpfs size for /tmp (bwrap, unshare) + RLIMIT_FSIZE per file + folder watch"
     if probe_run:
         from ._runner import run
         from ._spec import RunSpec

@@ -87,7 +87,9 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
     home = Path(spec.trace_home or settings.home).resolve()
     run_dir = Path(spec.run_dir).resolve() if spec.run_dir else Path(tempfile.mkdtemp(prefix=f"tracekit-run-{run_id}-"))
     workspace, io_dir, tmp_dir = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude)
-    (run_dir / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1, default=str))
+    saved = spec.to_dict()  # values of credential-like variables never reach the disk
+    saved["env"] = {k: ("<redacted>" if SECRETISH.search(k) else v) for k, v in saved["env"].items()}
+    (run_dir / "spec.json").write_text(json.dumps(saved, indent=1, default=str))
     before = _workspace.snapshot(workspace)
     argv = spec.argv()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
