@@ -58,6 +58,8 @@ def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_
     env["PATH"] = pybin + ":" + path if not path.startswith(pybin + ":") else path
     env.update({"HOME": tmp, "TMPDIR": tmp, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONNOUSERSITE": "1"})
+    if backend != "local":  # the sandbox's uid has no passwd entry; getpass.getuser() (torch caches) reads these
+        env.update({"USER": "sandbox", "LOGNAME": "sandbox"})
     env.update(spec.env)
     env.update({
         "TRACEKIT_RESULT": str(io_dir / "result.json"),
