@@ -270,6 +270,7 @@ def sse_events(r: Reply, body: dict[str, Any]) -> Iterator[tuple[str, dict[str, 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stalls
     server: "_HTTPServer"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
