@@ -125,7 +125,7 @@ class SandboxedCommand:
 
     async def __call__(self, sample: Sample) -> Any:
         from ..sandbox import run
-        from ._runner import _in_thread
+        from ._threads import in_thread
 
         case_dir = Path(tempfile.mkdtemp(prefix="tracekit-eval-case-"))
         cancel = threading.Event()
@@ -143,7 +143,7 @@ class SandboxedCommand:
             shutil.rmtree(case_dir, ignore_errors=True)
             raise
         try:
-            return await _in_thread(work, spec)
+            return await in_thread(work, spec)
         except asyncio.CancelledError:
             cancel.set()  # the case was cut short (time limit, Ctrl-C): stop the process tree too
             raise
