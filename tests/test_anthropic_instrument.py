@@ -241,3 +241,24 @@ def test_price_table_is_overridable(home: Path, messages_server: MessagesServer,
     finally:
         tracekit.uninstrument_anthropic()
         prices.set_model_prices(saved, replace=True)
+
+
+def test_generators_raw_responses_and_beta_streams(instrumented: Path, messages_server: MessagesServer) -> None:
+    c = client(messages_server)
+    messages_server.enqueue("from a generator", "raw", "beta streamed")
+    msg = c.messages.create(model="m", max_tokens=5, messages=(m for m in USER), tools=(t for t in TOOLS))
+    assert msg.content[0].text == "from a generator"
+    sent = messages_server.last_request.body
+    assert sent["messages"] == USER and sent["tools"][0]["name"] == "calculator"  # type: ignore[index]
+    raw = c.messages.with_raw_response.create(model="m", max_tokens=5, messages=USER)
+    assert raw.http_response.status_code == 200 and raw.parse().content[0].text == "raw"
+    with c.beta.messages.stream(model="beta-m", max_tokens=5, messages=USER) as s:
+        assert s.get_final_text() == "beta streamed"
+    calls = rows("SELECT request_model, output_messages FROM llm_calls ORDER BY start_time", instrumented)
+    assert len(calls) == 3
+    first = rows("SELECT input_messages FROM llm_calls ORDER BY start_time LIMIT 1", instrumented)[0]
+    assert json.loads(first["input_messages"])[0]["parts"][0]["content"] == "What is 2+2?"
+    assert calls[1]["output_messages"] is None  # a raw response is not read on the caller's behalf
+    assert calls[2]["request_model"] == "beta-m" and "beta streamed" in calls[2]["output_messages"]
+    raw_span = span_attrs(instrumented)[1]
+    assert raw_span["attributes"]["tracekit.llm.raw_response"] is True

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import time
 import weakref
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ from ._json import dumps_capped
 from ._spanrows import KIND_ATTR
 
 SCOPE = "tracekit.anthropic"
+log = logging.getLogger("tracekit")
 _MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
 _REQUEST_PARAMS = {
     "max_tokens": "gen_ai.request.max_tokens",
@@ -142,7 +144,10 @@ class Call:
         try:
             yield
         except BaseException as exc:
-            self.fail(exc)
+            try:
+                self.fail(exc)
+            except Exception:
+                log.warning("tracekit: could not record an Anthropic error", exc_info=True)
             raise
         finally:
             otel_context.detach(token)
@@ -206,7 +211,7 @@ class Call:
                 span.set_attribute("tracekit.stream.outcome", outcome)
             if partial is not None:
                 self._response(partial)
-            etype, status = _error_type(exc)
+            etype, status = content.error_type(exc)
             span.set_attribute("error.type", etype)
             if status is not None:
                 span.set_attribute("http.response.status_code", status)
@@ -214,7 +219,7 @@ class Call:
             if isinstance(request_id, str):
                 span.set_attribute("anthropic.request_id", request_id)
             span.record_exception(exc, escaped=True)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {_message(exc)}"))
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {content.error_message(exc)}"))
         finally:
             span.end()
 
@@ -230,27 +235,6 @@ def _encode(field: str, value: Any, cap: int) -> str:
     return dumps_capped(value, cap, scrub=False, already_jsonable=True)
 
 
-def _error_type(exc: BaseException) -> tuple[str, int | None]:
-    status = getattr(exc, "status_code", None)
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("type"), str):
-            return err["type"], status if isinstance(status, int) else None
-    if isinstance(status, int):
-        return str(status), status
-    return type(exc).__qualname__, None
-
-
-def _message(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        msg = body["error"].get("message")
-        if isinstance(msg, str):
-            return msg
-    return str(exc)
-
-
 def _traced(instance: Any) -> bool:
     if _active.get():
         return False  # already inside a recorded call (e.g. per-client and global both on)
@@ -260,44 +244,80 @@ def _traced(instance: Any) -> bool:
 # ---- wrappers (wrapt signature: wrapped, instance, args, kwargs) ---------------------------------
 
 
+def _start(instance: Any, kwargs: dict[str, Any], stream: bool) -> Call | None:
+    """A Call, or None when recording fails (the API call then runs untraced, never broken)."""
+    try:
+        return Call.start(instance, kwargs, stream=stream)
+    except Exception:
+        log.warning("tracekit: could not start recording an Anthropic call", exc_info=True)
+        return None
+
+
+def _done(call: Call, result: Any, stream: bool, sync: bool) -> Any:
+    """What the caller gets: the result itself, or the stream wrapped in a recording proxy."""
+    try:
+        if stream and isinstance(result, _stream_types(sync)):
+            return (TracedStream if sync else TracedAsyncStream)(result, call)
+        if stream or not isinstance(content._get(result, "content"), list):
+            # a raw HTTP response (`with_raw_response` / `with_streaming_response`): not read here
+            call.span.set_attribute("tracekit.llm.raw_response", True)
+            call.finish(None)
+        else:
+            call.finish(result)
+    except Exception:
+        log.warning("tracekit: could not record an Anthropic response", exc_info=True)
+    return result
+
+
+def _stream_types(sync: bool) -> tuple[type, ...]:
+    from anthropic import AsyncStream, Stream
+
+    return (Stream,) if sync else (AsyncStream,)
+
+
+def _materialize(kwargs: dict[str, Any]) -> None:
+    """One-shot iterables (generators) the SDK accepts become lists, so recording them does not
+    consume what the SDK is about to send."""
+    for key in ("messages", "tools", "system", "stop_sequences"):
+        value = kwargs.get(key)
+        if value is not None and not isinstance(value, (list, tuple, str, bytes, dict)) and iter(value) is value:
+            kwargs[key] = list(value)
+
+
 def _create(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _traced(instance):
+    _materialize(kwargs)
+    call = _start(instance, kwargs, bool(kwargs.get("stream"))) if _traced(instance) else None
+    if call is None:
         return wrapped(*args, **kwargs)
-    stream = bool(kwargs.get("stream"))
-    call = Call.start(instance, kwargs, stream=stream)
     with call.running():
         result = wrapped(*args, **kwargs)
-    if stream:
-        return TracedStream(result, call)
-    call.finish(result)
-    return result
+    return _done(call, result, bool(kwargs.get("stream")), sync=True)
 
 
 async def _acreate(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _traced(instance):
+    _materialize(kwargs)
+    call = _start(instance, kwargs, bool(kwargs.get("stream"))) if _traced(instance) else None
+    if call is None:
         return await wrapped(*args, **kwargs)
-    stream = bool(kwargs.get("stream"))
-    call = Call.start(instance, kwargs, stream=stream)
     with call.running():
         result = await wrapped(*args, **kwargs)
-    if stream:
-        return TracedAsyncStream(result, call)
-    call.finish(result)
-    return result
+    return _done(call, result, bool(kwargs.get("stream")), sync=False)
 
 
 def _stream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _materialize(kwargs)
     manager = wrapped(*args, **kwargs)
     if not _traced(instance):
         return manager
-    return TracedStreamManager(manager, lambda: Call.start(instance, kwargs, stream=True))
+    return TracedStreamManager(manager, lambda: _start(instance, kwargs, True))
 
 
 def _astream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _materialize(kwargs)
     manager = wrapped(*args, **kwargs)
     if not _traced(instance):
         return manager
-    return TracedAsyncStreamManager(manager, lambda: Call.start(instance, kwargs, stream=True))
+    return TracedAsyncStreamManager(manager, lambda: _start(instance, kwargs, True))
 
 
 _WRAPPERS = {
@@ -378,9 +398,3 @@ def uninstrument_anthropic(client: Any = None) -> None:
     _global = False
     _clients.clear()
     _unpatch()
-
-
-def is_instrumented(client: Any = None) -> bool:
-    if client is None:
-        return _global
-    return _global or getattr(client, "messages", None) in _clients

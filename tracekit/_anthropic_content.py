@@ -183,3 +183,25 @@ def usage_numbers(usage: Any) -> dict[str, int]:
     if isinstance(thinking, int):
         out["reasoning"] = thinking
     return out
+
+
+def error_type(exc: BaseException) -> tuple[str, int | None]:
+    """`error.type` for an exception: the API's error type, else the HTTP status, else the class name."""
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("type"), str):
+            return err["type"], status if isinstance(status, int) else None
+    if isinstance(status, int):
+        return str(status), status
+    return type(exc).__qualname__, None
+
+
+def error_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        msg = body["error"].get("message")
+        if isinstance(msg, str):
+            return msg
+    return str(exc)

@@ -10,6 +10,7 @@ completes, fails, is closed early, or is garbage-collected unfinished ("abandone
 from __future__ import annotations
 
 import json
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +22,8 @@ from ._json import to_jsonable
 
 if TYPE_CHECKING:
     from ._anthropic import Call
+
+log = logging.getLogger("tracekit")
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -114,18 +117,24 @@ class StreamRecord:
         if self.events == 0:
             self.call.first_chunk_at = now
         self.events += 1
-        if self.acc.feed(event) and self.call.first_token_at is None:
-            self.call.first_token_at = now
+        try:
+            if self.acc.feed(event) and self.call.first_token_at is None:
+                self.call.first_token_at = now
+        except Exception:  # an event of a shape we do not know: the caller's stream goes on
+            log.debug("tracekit: unexpected stream event %r", event, exc_info=True)
 
     def finish(self, outcome: str, exc: BaseException | None = None) -> None:
         if self.done:
             return
         self.done = True
-        msg = self.acc.result() if self.events else None
-        if exc is not None:
-            self.call.fail(exc, partial=msg, outcome=outcome)
-        else:
-            self.call.finish(msg, outcome=outcome)
+        try:
+            msg = self.acc.result() if self.events else None
+            if exc is not None:
+                self.call.fail(exc, partial=msg, outcome=outcome)
+            else:
+                self.call.finish(msg, outcome=outcome)
+        except Exception:
+            log.warning("tracekit: could not record an Anthropic stream", exc_info=True)
 
 
 def _watch(proxy: Any, rec: StreamRecord) -> None:
@@ -281,13 +290,15 @@ class TracedAsyncMessageStream(TracedAsyncStream):
 class TracedStreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
     """`MessageStreamManager`: the request (and the span) starts at `__enter__`."""
 
-    def __init__(self, wrapped: Any, start: Callable[[], "Call"]) -> None:
+    def __init__(self, wrapped: Any, start: Callable[[], "Call | None"]) -> None:
         super().__init__(wrapped)
         self._self_start = start
         self._self_stream: TracedMessageStream | None = None
 
-    def __enter__(self) -> TracedMessageStream:
+    def __enter__(self) -> Any:
         call = self._self_start()
+        if call is None:
+            return self.__wrapped__.__enter__()
         with call.running():
             inner = self.__wrapped__.__enter__()
         self._self_stream = TracedMessageStream(inner, call)
@@ -304,13 +315,15 @@ class TracedStreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
 class TracedAsyncStreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
     """`AsyncMessageStreamManager` (`async with`)."""
 
-    def __init__(self, wrapped: Any, start: Callable[[], "Call"]) -> None:
+    def __init__(self, wrapped: Any, start: Callable[[], "Call | None"]) -> None:
         super().__init__(wrapped)
         self._self_start = start
         self._self_stream: TracedAsyncMessageStream | None = None
 
-    async def __aenter__(self) -> TracedAsyncMessageStream:
+    async def __aenter__(self) -> Any:
         call = self._self_start()
+        if call is None:
+            return await self.__wrapped__.__aenter__()
         with call.running():
             inner = await self.__wrapped__.__aenter__()
         self._self_stream = TracedAsyncMessageStream(inner, call)
