@@ -14,6 +14,7 @@ is behind, or shutting down), the last two with Retry-After.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -107,6 +108,7 @@ def create_app(config: CollectorConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.ingestor.start)
+        await run_in_threadpool(_warm_up)  # import and initialise the decode path before the first request
         try:
             await run_in_threadpool(state.sql_service)  # a broken view must not stop ingest: reads retry it
             yield
@@ -225,7 +227,8 @@ async def _export(state: CollectorState, request: Request) -> Response:
         del chunks
         project = request.headers.get("x-tracekit-project") or cfg.project
         try:
-            batch, payload = await run_in_threadpool(_decode, body, encoding, ctype, cfg.max_body_bytes, project)
+            loop = asyncio.get_running_loop()
+            batch, payload = await loop.run_in_executor(_DECODERS, _decode, body, encoding, ctype, cfg.max_body_bytes, project)
         except _otlp.BodyTooLarge as exc:
             return _otlp_error(state, 413, f"{exc}; send smaller batches", reply_type)
         except _otlp.MalformedRequest as exc:
@@ -240,6 +243,24 @@ async def _export(state: CollectorState, request: Request) -> Response:
         return Response(_otlp.encode_response(batch.rejected, batch.message, reply_type), media_type=reply_type)
     finally:
         state.inflight_bytes -= held
+
+
+# Decoding is CPU-bound Python: more threads than this only fight over the GIL.
+_DECODERS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="tracekit-decode")
+
+
+def _warm_up() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = b"\x01" * 16, b"\x01" * 8, "warm-up"
+    for ctype in _otlp.CONTENT_TYPES:
+        body = req.SerializeToString() if ctype == _otlp.PROTOBUF else b'{"resourceSpans": []}'
+        batch = _otlp.decode(_otlp.decompress(body, "", 1 << 20), ctype)
+        to_ipc(batch.table)
+        _otlp.encode_response(0, "", ctype)
+    _otlp.encode_status(3, "warm-up", _otlp.JSON)
 
 
 def _decode(body: bytes, encoding: str, ctype: str, limit: int, project: str | None) -> tuple[_otlp.DecodedBatch, Any]:
