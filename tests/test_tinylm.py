@@ -287,7 +287,7 @@ def test_fixed_step_mode_is_bit_identical_and_reports_everything(steps: int, tmp
 
 def test_time_budget_mode_stops_at_the_budget(tmp_path: Path, home: Path, tinylm: dict[str, ModuleType]) -> None:
     proc, metrics = _run_train(tmp_path, home, TRACEKIT_TRAIN_SECONDS="1.5")
-    assert 1.5 <= metrics["training_seconds"] < 1.5 + 1.0
+    assert 1.5 <= metrics["training_seconds"] < 1.5 + 2.0  # stops at the first step past the budget
     assert metrics["num_steps"] >= 1 and math.isfinite(metrics["val_bpb"])
     assert _summary(proc.stdout)["num_steps"] == str(int(metrics["num_steps"]))
 

@@ -42,7 +42,7 @@ MLP_RATIO = 4  # MLP hidden width as a multiple of N_EMBD
 # --- end tunable ---
 
 SEED = 1337
-THREADS = 1  # part of the compute budget: one thread is as fast as two for this size and far steadier
+THREADS = 1  # part of the compute budget: on a shared 2-core box one thread beats two (README)
 LOG_EVERY = 10  # steps per train_loss point (the mean over those steps)
 PRINT_EVERY = 200  # steps per progress line on stdout
 
