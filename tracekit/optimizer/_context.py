@@ -248,6 +248,18 @@ SECTIONS: list[Section] = [
 ]
 
 
+# Modules that register sections when imported (the eval harness's); loaded when a builder is made.
+SECTION_MODULES: list[str] = ["tracekit.evals._context"]
+
+
+def _sections() -> list[Section]:
+    import importlib
+
+    for mod in SECTION_MODULES:
+        importlib.import_module(mod)
+    return list(SECTIONS)
+
+
 def register_section(section: Section, before: str | None = None) -> None:
     """Add a section (replacing one with the same name); `before` places it ahead of another."""
     SECTIONS[:] = [s for s in SECTIONS if s.name != section.name]
@@ -262,7 +274,7 @@ class ContextBuilder:
     run_id: str
     feedback: str = "traces"
     total_budget: int = 100_000  # characters of the per-experiment prompt (about 25k tokens)
-    sections: list[Section] = field(default_factory=lambda: list(SECTIONS))
+    sections: list[Section] = field(default_factory=_sections)
 
     def system(self) -> str:
         """The stable prompt prefix: role, rules, the human's program, output format (cached by LLM proposers)."""
