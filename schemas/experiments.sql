@@ -32,6 +32,7 @@ CREATE TABLE experiments (
     cache_read_tokens BIGINT,
     cache_write_tokens BIGINT,
     cost_usd DOUBLE,
+    context_s DOUBLE,
     propose_s DOUBLE,
     validate_s DOUBLE,
     run_s DOUBLE,

@@ -182,15 +182,15 @@ def _moves(history: list[dict[str, object]], files: dict[str, str] | None = None
 def test_search_learns_from_the_ledger() -> None:
     assert _moves([])[0].startswith("LR ")  # untried, and learning rates come first
     # LR up lost: try LR down next
-    assert _moves([_hist("discard", "LR = 0.1", "LR = 0.2", -0.1)])[0].startswith("LR 0.1 -> 0.05")
+    assert _moves([_hist("discard", "LR = 0.1", "LR = 0.3", -0.1)])[0].startswith("LR 0.1 -> 0.03333")
     # LR up won: keep going up from the kept value; going back down would undo it
-    kept = BOWL.replace("LR = 0.1", "LR = 0.2")
-    moves = _moves([_hist("keep", "LR = 0.1", "LR = 0.2", 0.2)], {"train.py": kept})
-    assert moves[0].startswith("LR 0.2 -> 0.4") and moves[-1].startswith("LR 0.2 -> 0.1 (would undo")
-    # both LR directions failed: another setting comes first, and LR's step shrinks to sqrt(2)
-    both = [_hist("discard", "LR = 0.1", "LR = 0.2", -0.1), _hist("discard", "LR = 0.1", "LR = 0.05", -0.1)]
+    kept = BOWL.replace("LR = 0.1", "LR = 0.3")
+    moves = _moves([_hist("keep", "LR = 0.1", "LR = 0.3", 0.2)], {"train.py": kept})
+    assert moves[0].startswith("LR 0.3 -> 0.9") and moves[-1].startswith("LR 0.3 -> 0.1 (would undo")
+    # both LR directions failed: another setting comes first, and LR's step shrinks to sqrt(3)
+    both = [_hist("discard", "LR = 0.1", "LR = 0.3", -0.1), _hist("discard", "LR = 0.1", "LR = 0.03333", -0.1)]
     moves = _moves(both)
-    assert moves[0].startswith("WIDTH ") and any(m.startswith("LR 0.1 -> 0.1414") for m in moves)
+    assert moves[0].startswith("WIDTH ") and any(m.startswith("LR 0.1 -> 0.1732") for m in moves)
     # a crash makes a move the last resort
     crashed = _moves([_hist("crash", 'MODE = "a"', 'MODE = "c"', 0.0)])
     assert crashed[-1] == 'MODE "a" -> "c" (crashed before)'

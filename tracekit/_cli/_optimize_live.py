@@ -49,7 +49,11 @@ class Progress:
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "launched":
-            self.running[data["experiment_id"]] = "baseline" if data.get("baseline") else (data.get("description") or "")
+            desc = "baseline" if data.get("baseline") else (data.get("description") or "")
+            self.running[data["experiment_id"]] = desc
+            if self.live is None:
+                console.print(f"{data['experiment_id']}  running  {short(desc, 90)}", markup=False, highlight=False,
+                              soft_wrap=True)
         elif kind == "finished":
             row = data["row"]
             self.running.pop(row["experiment_id"], None)

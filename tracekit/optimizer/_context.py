@@ -71,8 +71,9 @@ class SectionInput:
     trace: bool = True  # False with --feedback scores: no failure reasons in the history either
 
     def sql(self, sql: str) -> list[dict[str, Any]]:
-        rel = self.db.sql(sql)
-        return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+        with self.db.lock:  # the views were refreshed once for this render (see ContextBuilder.render)
+            rel = self.db.con.sql(sql)
+            return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
 
     def trace_filter(self) -> str:
         ids = [r["trace_id"] for r in self.focus if r.get("trace_id")]
@@ -305,6 +306,7 @@ class ContextBuilder:
                repair: str | None = None) -> str:
         recent = [r for r in reversed(rows) if r["status"] not in ("invalid",) and r["experiment_id"] != parent.get("experiment_id")][:2]
         focus = [parent] + recent
+        db.refresh()
         inp = SectionInput(db, self.target, self.run_id, parent, rows, files, focus, repair, self.feedback == "traces")
         rendered: list[tuple[Section, str]] = []
         for s in self.sections:

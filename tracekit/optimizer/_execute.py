@@ -43,6 +43,7 @@ class Flight:
     repair_of: str | None = None
     started_at: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.monotonic)
+    context_s: float = 0.0
     propose_s: float = 0.0
     validate_s: float = 0.0
     intent: dict[str, Any] = field(default_factory=dict)

@@ -171,6 +171,7 @@ class Recorder(Runs):
             if getattr(proposer, "needs_context_dir", False):
                 materialize(context_dir, self.db, self.ledger, files, f.prompt)
             scratch = Path(tempfile.mkdtemp(prefix=f"{f.experiment_id}-", dir=self._scratch_root()))
+            f.context_s = time.monotonic() - t0
             ctx = ProposalContext(
                 target=self.target, run_id=self.session.run_id, experiment_id=f.experiment_id,
                 parent_id=parent.experiment_id or "", parent_commit=parent.commit, parent_metric=parent.metric,
@@ -185,7 +186,7 @@ class Recorder(Runs):
                 finally:
                     shutil.rmtree(scratch, ignore_errors=True)
         except InvalidProposal as exc:
-            f.propose_s = time.monotonic() - t0
+            f.propose_s = time.monotonic() - t0 - f.context_s
             span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
             span.end()
             raise
@@ -195,7 +196,7 @@ class Recorder(Runs):
             span.end()
             self._release(f, exc)
             raise
-        f.propose_s = time.monotonic() - t0
+        f.propose_s = time.monotonic() - t0 - f.context_s
         cost = f.proposal.cost
         span.set_attributes({"tracekit.optimizer.tokens_in": cost.tokens_in, "tracekit.optimizer.tokens_out": cost.tokens_out})
         span.end()
@@ -243,7 +244,8 @@ class Recorder(Runs):
             "proposer": f.proposer, "model": p.model, "description": p.rationale,
             "cost": {"tokens_in": p.cost.tokens_in, "tokens_out": p.cost.tokens_out, "cache_read": p.cost.cache_read,
                      "cache_write": p.cost.cache_write, "usd": p.cost.usd},
-            "propose_s": f.propose_s, "validate_s": f.validate_s, "prompt": f.prompt, "raw_output": p.raw_output,
+            "context_s": f.context_s, "propose_s": f.propose_s, "validate_s": f.validate_s, "prompt": f.prompt,
+            "raw_output": p.raw_output,
             "repair_of": f.repair_of, "started_at": f.started_at, "attempt": f.attempt, "trace_id": trace_id,
             "feedback": self.feedback if not f.baseline else None,
         })
@@ -270,7 +272,7 @@ class Recorder(Runs):
             "proposer": f.proposer, "model": p.model, "feedback": None if f.baseline else self.feedback,
             "tokens_in": p.cost.tokens_in, "tokens_out": p.cost.tokens_out, "cache_read_tokens": p.cost.cache_read,
             "cache_write_tokens": p.cost.cache_write, "cost_usd": p.cost.usd,
-            "propose_s": f.propose_s, "validate_s": f.validate_s, "run_s": run_s, "total_s": total,
+            "context_s": f.context_s, "propose_s": f.propose_s, "validate_s": f.validate_s, "run_s": run_s, "total_s": total,
             "overhead_s": max(total - f.propose_s - run_s, 0.0), "trace_id": trace_id, "attempt": f.attempt,
             "repair_of": f.repair_of, "started_at": _utc(f.started_at), "finished_at": _utc(now),
             "prompt": f.prompt or None, "raw_output": p.raw_output or None, "host": json.dumps(host_facts()),

@@ -29,7 +29,7 @@ def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str, traceparent
     from tracekit.sandbox import RunSpec
 
     t = rec.target
-    ro = [str((t.root / p).resolve()) if not Path(p).is_absolute() else str(Path(p).expanduser()) for p in t.ro_paths]
+    ro = [str(q if q.is_absolute() else (t.root / q).resolve()) for q in (Path(p).expanduser() for p in t.ro_paths)]
     run_dir = rec.ledger.exp_dir(f.experiment_id) / f"run-{f.attempt}-{len(f.results) + 1}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -182,8 +182,9 @@ class Runs:
             f.proposal = Proposal(rationale=i.get("description") or "", model=i.get("model"), raw_output=i.get("raw_output") or "",
                                   cost=Cost(c.get("tokens_in", 0), c.get("tokens_out", 0), c.get("cache_read", 0),
                                             c.get("cache_write", 0), c.get("usd")))
+            f.context_s = float(i.get("context_s") or 0.0)
             f.propose_s, f.validate_s = float(i.get("propose_s") or 0.0), float(i.get("validate_s") or 0.0)
-            f.t0 = time.monotonic() - f.propose_s - f.validate_s
+            f.t0 = time.monotonic() - f.context_s - f.propose_s - f.validate_s
             assert f.commit is not None
             f.candidate = Candidate(self.files_at(f.commit), i.get("diff") or "", i.get("content_hash") or "",
                                     list(i.get("files_changed") or []), int(i.get("diff_lines") or 0))

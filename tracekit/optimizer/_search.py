@@ -1,8 +1,9 @@
 """The search proposer: no LLM, no network. A coordinate-wise evolution strategy over the tunables.
 
-Every proposal changes one setting of the incumbent (see `_tunables`): numbers are multiplied or
-divided by a step factor (fractions in (0, 1) move towards 0 or 1 the same way, small integers by
-one), booleans flip, categorical strings switch to a listed alternative. What to try is learned
+Every proposal changes one setting of the incumbent (see `_tunables`): floats are multiplied or
+divided by a step factor (3, half a decade, the usual spacing of a learning-rate grid; fractions
+near 1 move their distance to 1 the same way), integers by 2 (small ones by one), booleans flip,
+categorical strings switch to a listed alternative. What to try is learned
 from the ledger alone (so it resumes and works after any other proposer): the diff of every past
 experiment says which settings moved which way and the outcome says how it went.
 
@@ -13,7 +14,7 @@ experiment says which settings moved which way and the outcome says how it went.
   a kept change 0.2;
 - a move that won last time scores 3 + prior (keep going in that direction);
 - failed moves drop to 0.3 (0.05 after a crash) and come back later with a smaller step: the factor
-  starts at 2 and is square-rooted each time a setting fails in both directions;
+  is square-rooted each time a setting fails in both directions;
 - every fourth proposal, two moves that improved without clearing the noise threshold are
   combined.
 
@@ -35,7 +36,7 @@ from ._tunables import Tunable, Value, changes_from_diff, find_tunables, format_
 from ._validate import content_hash
 
 PRIORS: list[tuple[str, float]] = [
-    (r"(^|_)(LR|LEARNING_RATE)($|_)", 1.0),
+    (r"(^|_)(LR|LEARNING_RATE)$", 1.0),
     (r"BATCH", 0.9),
     (r"(EMBD|EMBED|WIDTH|HIDDEN|D_MODEL|(^|_)DIM($|_))", 0.6),
     (r"(LAYER|DEPTH)", 0.6),
@@ -102,15 +103,16 @@ class SearchProposer:
 
     name = "search"
 
-    def __init__(self, seed: int = 0, factor: float = 2.0, combine_every: int = 4) -> None:
+    def __init__(self, seed: int = 0, factor: float = 3.0, int_factor: float = 2.0, combine_every: int = 4) -> None:
         self.seed = seed
         self.factor = factor
+        self.int_factor = int_factor
         self.combine_every = combine_every
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "SearchProposer":
-        return cls(seed=int(options.get("seed", 0)), factor=float(options.get("factor", 2.0)),
-                   combine_every=int(options.get("combine_every", 4)))
+        return cls(seed=int(options.get("seed", 0)), factor=float(options.get("factor", 3.0)),
+                   int_factor=float(options.get("int_factor", 2.0)), combine_every=int(options.get("combine_every", 4)))
 
     # -- learning from the ledger ----------------------------------------------------------------
 
@@ -145,7 +147,8 @@ class SearchProposer:
                 continue
             for t in find_tunables(ctx.files[path]):
                 p = prior(t.name)
-                factor = self.factor ** (0.5 ** (failures.get(t.name, 0) // 2))
+                start = self.factor if t.kind == "float" else self.int_factor
+                factor = start ** (0.5 ** (failures.get(t.name, 0) // 2))
                 if t.kind in ("int", "float"):
                     options = [(d, _step(t, t.value, d == "up", factor)) for d in ("up", "down")]
                 elif t.kind == "bool":
@@ -171,7 +174,7 @@ class SearchProposer:
                     elif last == "weak":
                         score, why = 0.6 + p / 10, f"improved {mine[-1][1]:+.3g} before, below the noise threshold"
                     elif last == "loss":
-                        score, why = 0.3 + p / 10, "did not help before; smaller step" if factor < self.factor else "did not help before"
+                        score, why = 0.3 + p / 10, "did not help before; smaller step" if factor < start else "did not help before"
                     else:
                         score, why = 0.05, "crashed before"
                     score += rng.random() * 1e-3  # seeded tie-break
@@ -181,7 +184,7 @@ class SearchProposer:
     # -- proposing ---------------------------------------------------------------------------------
 
     def propose(self, ctx: ProposalContext) -> Proposal:
-        rng = random.Random(f"{self.seed}:{len(ctx.history)}:{ctx.experiment_id}:{ctx.repair is not None}")
+        rng = random.Random(f"{self.seed}:{len(ctx.history)}:{len(ctx.pending)}:{ctx.repair is not None}")
         moves = self.moves(ctx, rng)
         if not moves:
             raise OptimizerError(
@@ -204,9 +207,8 @@ class SearchProposer:
                 files[m.path] = set_values(files[m.path], {m.name: m.new})
             if content_hash(files) in taken:
                 continue
-            rationale = "; ".join(m.describe() for m in plan)
-            if len(plan) > 1:
-                rationale = "combine two near-misses: " + rationale
+            rationale = plan[0].describe() if len(plan) == 1 else "combine two near-misses: " + "; ".join(
+                f"{m.name} {format_value(m.old)} -> {format_value(m.new)}" for m in plan)
             return Proposal(files=files, rationale=rationale, cost=Cost(), raw_output=rationale,
                             meta={"moves": [[m.name, m.old, m.new, m.why] for m in plan]})
         raise ProposerExhausted("the search proposer has tried every move it can make from the incumbent; "

@@ -24,6 +24,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -168,6 +169,8 @@ class Session:
                 log("setup", {"command": self.target.setup})
             env = dict(os.environ)
             env.update(self.target.env)
+            # `python` is the interpreter running tracekit, as inside the sandbox
+            env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
             for var in ("TRACEPARENT", "TRACESTATE"):
                 env.pop(var, None)
             with open(self.dir / "setup.log", "w") as out:
