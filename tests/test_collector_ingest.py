@@ -230,3 +230,21 @@ def test_serve_cli_env_mirrors_and_graceful_stop_folds_everything(tmp_path: Path
         assert out.returncode != 0 and "another tracekit collector is serving" in out.stdout + out.stderr
     finally:
         first.stop()
+
+
+def test_each_resource_keeps_its_own_attributes(server: CollectorThread) -> None:
+    req = ExportTraceServiceRequest()
+    for i in range(30):  # many short-lived resources in one request
+        one = ExportTraceServiceRequest()
+        one.ParseFromString(protobuf_body(make_spans(1, 1, seed=200 + i, service=f"svc-{i}")))
+        req.resource_spans.extend(one.resource_spans)
+    odd = req.resource_spans.add()
+    odd.resource.attributes.add(key="service.name").value.array_value.values.add(string_value="a-list")
+    s = odd.scope_spans.add().spans.add(name="listy", trace_id=b"\x02" * 16, span_id=b"\x02" * 8)
+    assert s.name == "listy"
+    assert _post(server.url, req.SerializeToString()).status_code == 200
+    rows = sql(server.url, "SELECT service_name, resource FROM spans")
+    assert len(rows) == 31
+    for r in rows:
+        assert json.loads(r["resource"])["service.name"] in (r["service_name"], ["a-list"])
+    assert {r["service_name"] for r in rows} == {f"svc-{i}" for i in range(30)} | {'["a-list"]'}

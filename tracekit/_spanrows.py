@@ -113,6 +113,13 @@ def _resource_json(resource: Mapping[str, Any], cache: dict[int, str] | None) ->
     return text
 
 
+def _text(value: Any) -> str | None:
+    """A string column from any attribute value (OTLP lets senders put lists or numbers anywhere)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(_finite(value), ensure_ascii=False, default=str)
+
+
 def derive_kind(attrs: Mapping[str, Any]) -> str:
     kind = attrs.get(KIND_ATTR)
     if isinstance(kind, str) and kind:
@@ -174,7 +181,7 @@ def span_row(raw: RawSpan, default_project: str | None = None, resource_cache: d
         "duration_ms": (raw.end_ns - raw.start_ns) / 1e6,
         "status": status,
         "status_message": raw.status_message or None,
-        "service_name": raw.resource.get("service.name"),
+        "service_name": _text(raw.resource.get("service.name")),
         "project": str(project) if project is not None else None,
         "experiment_id": str(experiment) if experiment is not None else None,
         "input": inp,

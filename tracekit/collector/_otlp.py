@@ -173,10 +173,13 @@ def _span_problem(span: Any) -> str | None:
 def raw_spans(request: Any, default_project: str | None) -> tuple[list[dict[str, Any]], int, str]:
     """`spans` rows for every valid span of `request`; (rows, rejected count, first rejection reason)."""
     rows: list[dict[str, Any]] = []
+    resource_cache: dict[int, str] = {}  # one JSON encoding per resource, not per span (keyed by id():
+    resources: list[dict[str, Any]] = []  # so every resource dict stays alive until the batch is done)
     rejected = 0
     reason = ""
     for rs in request.resource_spans:
         resource = _attrs(rs.resource.attributes)
+        resources.append(resource)
         oi_project = resource.get("openinference.project.name")  # Phoenix's resource attribute
         project = oi_project if isinstance(oi_project, str) and oi_project else default_project
         for ss in rs.scope_spans:
@@ -204,7 +207,7 @@ def raw_spans(request: Any, default_project: str | None) -> tuple[list[dict[str,
                     resource=resource,
                     scope=scope,
                 )
-                rows.append(span_row(raw, project))
+                rows.append(span_row(raw, project, resource_cache))
     return rows, rejected, reason
 
 
