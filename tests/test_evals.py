@@ -441,7 +441,7 @@ def test_public_api_and_light_import() -> None:
     import tracekit.evals as ev
 
     assert ev.__all__ == ["CommandFailed", "Comparison", "Dataset", "EvalReport", "SPLITS", "Sample", "Score", "Scorer",
-                          "Task", "TransientError", "accuracy", "compare", "ingest_sandbox_results", "is_transient",
+                          "Task", "TransientError", "accuracy", "compare", "is_transient",
                           "load_task", "mean", "pass_at_k", "run_eval", "run_eval_async", "sandboxed", "scorers",
                           "stderr", "task"]
     code = "import sys, tracekit.evals; print(sorted(m for m in ('duckdb', 'pyarrow', 'anthropic') if m in sys.modules))"

@@ -11,7 +11,7 @@ import pytest
 
 import tracekit
 from tracekit import EvalError
-from tracekit.evals import Sample, Task, ingest_sandbox_results, run_eval, sandboxed, scorers
+from tracekit.evals import Sample, Task, run_eval, sandboxed, scorers
 
 SOLVER = '''
 import json, os, sys, time
@@ -122,13 +122,11 @@ def test_eval_inside_a_sandbox_reports_metrics_through_the_contract(home: Path, 
         FROM spans WHERE kind = 'eval' AND parent_span_id IS NULL ORDER BY 1""").fetchall()
     assert roots == [("a", "train", None, "exp-7"), ("b", "train", "'wrong' != 'B'", "exp-7"), ("c", "val", None, "exp-7")]
 
-    assert ingest_sandbox_results(run_dir, experiment_id="exp-7") == 5  # 3 cases + started + finished
+    # the eval's own rows came home with the run too, tagged with its experiment
     rows = tracekit.query("SELECT case_id, split, passed, experiment_id FROM eval_results ORDER BY case_id").fetchall()
     assert rows == [("a", "train", True, "exp-7"), ("b", "train", False, "exp-7"), ("c", "val", True, "exp-7")]
+    runs = tracekit.query("SELECT event, experiment_id FROM eval_runs ORDER BY time").fetchall()
+    assert runs == [("started", "exp-7"), ("finished", "exp-7")]
     linked = tracekit.query("""
         SELECT count(*) FROM eval_results r JOIN spans s ON s.trace_id = r.trace_id AND s.kind = 'agent'""").fetchall()
     assert linked == [(3,)]
-    with pytest.raises(EvalError, match="already ingested"):
-        ingest_sandbox_results(run_dir)
-    with pytest.raises(EvalError, match="no sandbox spool"):
-        ingest_sandbox_results(tmp_path)

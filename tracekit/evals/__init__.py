@@ -24,7 +24,6 @@ from . import scorers
 from ._command import CommandFailed, sandboxed
 from ._compare import Comparison, compare
 from ._metrics import accuracy, mean, pass_at_k, stderr
-from ._results import ingest_sandbox_results
 from ._retry import TransientError, is_transient
 from ._runner import EvalReport, run_eval, run_eval_async
 from ._sample import SPLITS, Dataset, Sample
@@ -44,7 +43,6 @@ __all__ = sorted([
     "TransientError",
     "accuracy",
     "compare",
-    "ingest_sandbox_results",
     "is_transient",
     "load_task",
     "mean",

@@ -114,7 +114,9 @@ class RunSpan:
 
 
 def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int) -> tuple[int, list[str]]:
-    """Copy the run's spans (OTLP bodies and tracekit Parquet) into `home`; (rows, problems).
+    """Copy the run's spans (OTLP bodies and tracekit Parquet) into `home`; (span rows, problems).
+
+    Rows of other tables the run wrote to its spool (an eval's `eval_results`) come along too.
 
     OTLP bodies are decoded by the collector's decoder (same validation as `tracekit serve`).
     """
@@ -166,7 +168,30 @@ def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int) -> tupl
             count += store.ingest("spans", [path], overrides={"experiment_id": experiment_id})
         except Exception as exc:  # StoreError or a malformed file: report, keep the rest
             problems.append(f"spool {path.name}: {exc}")
+    budget = _ingest_other_tables(store, io_dir / "spool", experiment_id, budget, problems)
     return count, problems
+
+
+def _ingest_other_tables(store: Any, spool: Path, experiment_id: str, budget: int, problems: list[str]) -> int:
+    """Rows of the store's other tables written in the run (e.g. eval_results by an eval), same checks."""
+    from .._schema import all_tables
+
+    for name, table in sorted(all_tables().items()):
+        if name == "spans":
+            continue
+        overrides = {"experiment_id": experiment_id} if "experiment_id" in table.column_names() else None
+        for path in _regular_files(spool / name, problems):
+            if not path.name.endswith(".parquet"):
+                continue
+            if path.lstat().st_size > budget:
+                problems.append(f"spool {name}/{path.name}: over the trace size cap; skipped")
+                continue
+            budget -= path.lstat().st_size
+            try:
+                store.ingest(name, [path], overrides=overrides)
+            except Exception as exc:  # a malformed file: report, keep the rest
+                problems.append(f"spool {name}/{path.name}: {exc}")
+    return budget
 
 
 def _regular_files(folder: Path, problems: list[str]) -> list[Path]:
