@@ -71,6 +71,19 @@ def test_meta_agent_fixes_the_harness_from_trajectories(target_dir: Path, server
         assert not [cid for cid in VAL_AND_TEST if cid in call.text]
         assert "How many units are in stock in total" not in call.text and "in which room" not in call.text
 
+    # the tutorial's SQL, on this run's store: eval rows came home tagged with their experiment
+    import re
+
+    import tracekit
+
+    queries = re.findall(r"```sql\n(.*?)```", (ROOT / "docs" / "tutorial-agent-harness.md").read_text(), re.S)
+    per_exp, tool_errors, tokens = (tracekit.query(q, home=target_dir / ".tracekit").fetchall() for q in queries)
+    assert [(r[1], r[3]) for r in per_exp] == [("baseline", 0.167), ("keep", 0.5), ("keep", 0.667), ("keep", 0.833),
+                                              ("keep", 1.0)]
+    assert ("main-0000", "t-beta-days", "read_file",
+            "ToolError: no file 'notes/meeting-notes.md' in the workspace (use list_files)") in tool_errors
+    assert len(tokens) == 5 and all(n > 0 and tin > 0 for _, n, tin, _ in tokens)
+
 
 def test_scores_feedback_leaves_the_evidence_out(target_dir: Path, server: MessagesServer, home: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,7 +78,8 @@ def _why(r: dict[str, Any]) -> str:
 
 def _case_line(r: dict[str, Any]) -> str:
     ep = f" epoch {r['epoch']}" if r["epoch"] and r["epoch"] > 1 else ""
-    line = (f"- case `{r['case_id']}`{ep} [{r['status']}]: input {_short(_json_text(r['input']), 160)} → "
+    tag = f" [{r['status']}]" if r["status"] and r["status"] != "ok" else ""
+    line = (f"- case `{r['case_id']}`{ep}{tag}: input {_short(_json_text(r['input']), 160)} → "
             f"output {_short(_json_text(r['output']), 160)}\n  why: {_short(_why(r), 300)}")
     if r["stack"]:
         tail = [ln for ln in r["stack"].strip().splitlines() if ln.strip()][-3:]
