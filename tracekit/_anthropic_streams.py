@@ -21,7 +21,7 @@ import wrapt
 from ._json import to_jsonable
 
 if TYPE_CHECKING:
-    from ._anthropic import Call
+    from ._anthropic_call import Call
 
 log = logging.getLogger("tracekit")
 
