@@ -17,8 +17,13 @@ else among all untried edits. It reads only the rendered context, so the figures
 plumbing carries the right evidence to the proposer within the context's size budget. With
 `--llm` the proposer is Claude (`--model`), given the same contexts.
 
-Printed per mode: experiments to reach the optimum (val accuracy 1.0; mean over seeds, and how
-many seeds got there) and the best metric after a fixed number of experiments.
+Printed per mode: experiments to reach the optimum (val accuracy 1.0; mean over the seeds that got
+there, and how many did), the best metric after a fixed number of experiments, and the longest
+prompt; then the ratio of mean experiments-to-optimum (a seed that never got there counts as
+max-experiments + 1).
+
+Measured offline (5 seeds, at most 10 experiments, 2-core VM): traces reached the optimum in 5.0
+experiments on every seed (best val accuracy 1.000 after 5), scores in 9.6 (0.629 after 5): 1.92x.
 """
 
 from __future__ import annotations
@@ -115,9 +120,11 @@ def run_once(feedback: str, seed: int, max_experiments: int, llm: bool, model: s
         curve.append(best)
         if reached is None and best >= 1.0 - 1e-9:
             reached = i
-    prompt_chars = [len(r.get("prompt") or "") for r in rows if r.get("prompt")]
+    import tracekit
+
+    longest = tracekit.query("SELECT max(length(prompt)) FROM experiments", home=root / ".tracekit").fetchall()[0][0]
     return {"reached": reached, "curve": curve, "best": best, "experiments": len(rows), "cost": summary.cost_usd,
-            "prompt_chars": max(prompt_chars) if prompt_chars else 0}
+            "prompt_chars": int(longest or 0)}
 
 
 def main() -> None:
