@@ -12,6 +12,7 @@ from _optimizer_helpers import BOWL, ScriptedProposer, git, git_dir, make_target
 import tracekit
 from tracekit import OptimizerError
 from tracekit.optimizer import Optimizer, Proposal, load_target
+from tracekit.optimizer._ledger import keeps_in_order
 from tracekit.optimizer._proposer import Cost
 from tracekit.optimizer._session import Session
 
@@ -25,7 +26,7 @@ def _rows(home: Path, run_id: str = "main") -> list[dict]:
 def _check_git(home: Path, rows: list[dict], repo: Path | None = None) -> None:
     """The branch holds exactly the baseline and the keeps, in order; every candidate has a ref."""
     gd = ["--git-dir", str(repo or git_dir(home))]
-    keeps = [r for r in rows if r["status"] == "keep"]
+    keeps = keeps_in_order(rows)  # with parallel workers the branch order is the decision order
     head = git(home, *gd, "rev-parse", "tracekit/main")
     assert head == (keeps[-1]["candidate_commit"] if keeps else rows[0]["candidate_commit"])
     chain = git(home, *gd, "rev-list", "tracekit/main").splitlines()
@@ -158,6 +159,26 @@ def test_thresholds_noise_and_confirming_rerun(tmp_path: Path) -> None:
     assert len(result["results"]) == 2
 
 
+NOISY = BOWL.replace('''    print(f"val_loss: {loss:.6f}")''', '''    # deterministic "noise" per experiment and rerun (the run's folder is run-<attempt>-<index>)
+    exp, rerun = os.environ["TRACEKIT_EXPERIMENT_ID"], os.getcwd().split("/")[-2].endswith("-2")
+    loss += -0.04 if rerun else {"main-0000": 0.05, "main-0001": -0.05}.get(exp, 0.0)
+    print(f"val_loss: {loss:.6f}")''')
+assert NOISY != BOWL
+
+
+def test_near_miss_gets_a_rerun_and_is_judged_on_the_mean(tmp_path: Path) -> None:
+    root = make_target(tmp_path / "bowl", script=NOISY, baseline_runs=2)
+    # LR 0.1 -> 0.12295 improves by 0.1: inside [thr/2, thr] for thr = 2 x stdev(2.475, 2.375) = 0.1414
+    script = ScriptedProposer([replace_line("LR = 0.1  # learning rate", "LR = 0.12295  # learning rate")])
+    events: list[tuple[str, dict]] = []
+    s = optimize(root, proposer=script, iterations=1, events=events)
+    row = s.rows[2]
+    assert [k for k, _ in events].count("confirm") == 1 and len(row["metric_runs"]) == 2
+    assert row["metric_runs"][1] == pytest.approx(row["metric_runs"][0] - 0.04, abs=1e-5)
+    assert row["threshold"] == pytest.approx(2 * statistics.stdev([2.474976, 2.374976]) / 2 ** 0.5, abs=1e-5)
+    assert row["status"] == "keep" and row["confirmed"] is True and row["improvement"] > row["threshold"]
+
+
 def test_stop_file_target_value_and_cost_cap(tmp_path: Path) -> None:
     root = make_target(tmp_path / "bowl")
     stop = tmp_path / "bowl" / ".tracekit" / "optimizer" / "main" / "STOP"
@@ -207,3 +228,15 @@ def test_failing_baseline_stops_with_its_error(tmp_path: Path) -> None:
         optimize(root, iterations=3, proposer="search")
     rows = _rows(root / ".tracekit")
     assert [(r["status"], r["proposer"]) for r in rows] == [("crash", "baseline")]
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_two_at_once(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    root = make_target(tmp_path / "bowl", extra='[target.env]\nBOWL_SLEEP = "0.3"')
+    try:
+        s = optimize(root, iterations=4, workers=2, executor="ray", proposer="search")
+    finally:
+        ray.shutdown()
+    assert len(s.rows) == 5 and all(r["run_status"] == "ok" for r in s.rows) and s.best_metric < s.baseline_metric
+    _check_git(s.home, s.rows)

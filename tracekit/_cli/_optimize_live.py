@@ -84,7 +84,7 @@ class Progress:
     def render(self) -> Any:
         done = [r for r in self.rows if r.get("proposer") != "baseline"]
         base = [r["metric"] for r in self.rows if r["status"] == "baseline" and r.get("metric") is not None]
-        keeps = [r for r in self.rows if r["status"] == "keep"]
+        keeps = [r for r in self.rows if r["status"] == "keep"]  # in the order they were decided
         best = keeps[-1]["metric"] if keeps else (sum(base) / len(base) if base else None)
         cost = sum(r.get("cost_usd") or 0.0 for r in self.rows)
         elapsed = time.monotonic() - self.started

@@ -96,7 +96,7 @@ def run_cmd(
     env: Annotated[list[str] | None, typer.Option("--env", help="NAME=value for every run (repeatable).")] = None,
     baseline_runs: Annotated[int | None, typer.Option("--baseline-runs", help="Baseline repeats to measure noise.")] = None,
     min_delta: Annotated[float | None, typer.Option("--min-delta", help="A keep must beat the incumbent by more than this.")] = None,
-    confirm: Annotated[bool | None, typer.Option("--confirm/--no-confirm", help="Rerun a would-be keep once; decide on the mean.")] = None,
+    confirm: Annotated[bool | None, typer.Option("--confirm/--no-confirm", help="Rerun every would-be keep once / never rerun (default: rerun near-misses).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="Sandbox backend: auto | bwrap | unshare | local.")] = "auto",
     live: Annotated[bool | None, typer.Option("--live/--plain", help="Live display (default when on a terminal).")] = None,
 ) -> None:

@@ -46,7 +46,7 @@ EXPERIMENTS = register_table(Table(
         Column("parent_metric", FLOAT64, "The incumbent's metric this one was compared against."),
         Column("delta", FLOAT64, "metric - parent_metric (raw; its sign depends on direction)."),
         Column("improvement", FLOAT64, "How much better than the incumbent, positive = better, in metric units."),
-        Column("threshold", FLOAT64, "The improvement a keep needed (max of min_delta and noise_mult x noise)."),
+        Column("threshold", FLOAT64, "The improvement a keep needed: max(min_delta, noise_mult x noise / sqrt(len(metric_runs)))."),
         Column("noise", FLOAT64, "Run-to-run standard deviation measured on the baseline runs."),
         Column("description", STRING, "The proposer's rationale (short)."),
         Column("diff", STRING, "Full unified diff from the parent's code (kept and discarded alike)."),
@@ -82,7 +82,7 @@ EXPERIMENTS = register_table(Table(
         Column("prompt", STRING, "The rendered context the proposer received."),
         Column("raw_output", STRING, "What the proposer answered (LLM text, CLI output)."),
         Column("host", JSON, "Machine facts for the run: cpu count, load average, python."),
-        Column("confirmed", BOOL, "True when a confirming rerun agreed with the first measurement."),
+        Column("confirmed", BOOL, "Set when the candidate was rerun (a near-miss, or confirm = true): whether the mean still cleared the threshold."),
     ),
 ))
 
@@ -215,6 +215,11 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_text(path, "\n".join(lines) + "\n")
         return path
+
+
+def keeps_in_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kept experiments in the order they were decided (with parallel workers that is not always seq order)."""
+    return sorted((r for r in rows if r["status"] == "keep"), key=lambda r: (r.get("finished_at") is None, r.get("finished_at"), r["seq"]))
 
 
 def tsv_fields(r: dict[str, Any]) -> tuple[str, str, str, str, str]:

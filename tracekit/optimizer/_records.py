@@ -23,6 +23,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from ._context import ContextBuilder, elide
 from ._execute import Flight, Parent
+from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
 from ._runs import Runs
 from ._session import Session, host_facts
@@ -70,15 +71,16 @@ class Recorder(Runs):
         vals = [r["metric"] for r in self._baseline_rows()]
         return statistics.stdev(vals) if len(vals) >= 2 else None
 
-    def threshold(self) -> float:
+    def threshold(self, runs: int = 1) -> float:
+        """The improvement a keep needs when the candidate was measured `runs` times (noise of a mean shrinks)."""
         n = self.noise()
-        return max(self.target.noise.min_delta, self.target.noise.noise_mult * n if n is not None else 0.0)
+        return max(self.target.noise.min_delta, self.target.noise.noise_mult * n / runs ** 0.5 if n is not None else 0.0)
 
     def baselines_done(self, flights: list[Flight] = ()) -> bool:  # type: ignore[assignment]
         return len(self._baseline_rows()) + sum(1 for f in flights if f.baseline) >= self.target.noise.baseline_runs
 
     def incumbent(self) -> Parent:
-        keeps = [r for r in self.ledger.rows if r["status"] == "keep"]
+        keeps = keeps_in_order(self.ledger.rows)
         if keeps:
             r = keeps[-1]
             return Parent(r["experiment_id"], r["candidate_commit"], r["metric"])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
+from ._ledger import keeps_in_order
 
 
 def runs(home: Path) -> list[dict[str, Any]]:
@@ -45,9 +46,10 @@ def ledger_rows(home: Path, run_id: str) -> list[dict[str, Any]]:
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    kept = [r for r in rows if r["status"] in ("baseline", "keep") and r.get("metric") is not None]
-    keeps = [r for r in kept if r["status"] == "keep"]
-    return keeps[-1] if keeps else (kept[-1] if kept else None)
+    """The incumbent: the last keep decided (each keep beat the one before), else the last baseline."""
+    keeps = keeps_in_order(rows)
+    base = [r for r in rows if r["status"] == "baseline" and r.get("metric") is not None]
+    return keeps[-1] if keeps else (base[-1] if base else None)
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -70,7 +72,8 @@ def summary_markdown(rows: list[dict[str, Any]], run_id: str = "", pending: int 
     run_s = sum(r.get("run_s") or 0.0 for r in rows)
     overhead = [r["overhead_s"] / r["total_s"] for r in rows if r.get("total_s") and r.get("overhead_s") is not None
                 and r["status"] != "invalid"]
-    lines = [f"# Run {run_id}: {len(rows)} experiments, {c.get('keep', 0)} kept improvements", ""]
+    n_keep = c.get("keep", 0)
+    lines = [f"# Run {run_id}: {len(rows)} experiments, {n_keep} kept improvement{'' if n_keep == 1 else 's'}", ""]
     lines.append(f"- metric: {metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     if base_mean is not None:
         noise = rows[-1].get("noise")
@@ -116,19 +119,24 @@ def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Pat
     disc = [r for r in measured if r["status"] == "discard"]
     ax.scatter([r["seq"] for r in disc], [r["metric"] for r in disc], s=18, color="#bbbbbb", label="discarded", zorder=2)
     kept = [r for r in measured if r["status"] in ("baseline", "keep")]
-    ax.scatter([r["seq"] for r in kept], [r["metric"] for r in kept], s=40, color="#2ca02c", label="kept", zorder=3)
+    base_runs = [r for r in kept if r["status"] == "baseline"]
+    keep_runs = [r for r in kept if r["status"] == "keep"]
+    ax.scatter([r["seq"] for r in base_runs], [r["metric"] for r in base_runs], s=30, color="#1f77b4", label="baseline runs",
+               zorder=3)
+    ax.scatter([r["seq"] for r in keep_runs], [r["metric"] for r in keep_runs], s=40, color="#2ca02c", label="kept", zorder=3)
     base = [r for r in kept if r["status"] == "baseline"]
     best_x = [min(r["seq"] for r in base)] if base else []
     best_y = [sum(r["metric"] for r in base) / len(base)] if base else []
     for r in sorted((r for r in kept if r["status"] == "keep"), key=lambda r: r["seq"]):
+        better = not best_y or (r["metric"] < best_y[-1] if direction == "min" else r["metric"] > best_y[-1])
         best_x.append(r["seq"])
-        best_y.append(r["metric"])
+        best_y.append(r["metric"] if better else best_y[-1])  # the running best by proposal order
     last_seq = max(r["seq"] for r in rows)
     if best_x:
         ax.step(best_x + [last_seq], best_y + [best_y[-1]], where="post", color="#2ca02c", alpha=0.6, label="incumbent")
     for r in kept:
         if r["status"] == "keep":
-            label = re.sub(r"\s*\([^)]*\)\s*$", "", r.get("description") or "")[:48]
+            label = re.sub(r"\s*\([^)]*\)\s*$", "", r.get("description") or "")[:64]
             ax.annotate(label, (r["seq"], r["metric"]), textcoords="offset points",
                         xytext=(4, 6), fontsize=7, color="#1f6f1f", rotation=20)
     fails = [r for r in rows if r["status"] in ("crash", "timeout")]
@@ -138,7 +146,7 @@ def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Pat
         y = hi + 0.05 * (hi - lo or 1.0) if direction == "min" else lo - 0.05 * (hi - lo or 1.0)
         ax.scatter([r["seq"] for r in fails], [y] * len(fails), marker="x", color="#d62728", label="crash / timeout", zorder=3)
     n_keep = sum(1 for r in rows if r["status"] == "keep")
-    ax.set_title(title or f"{len(rows)} Experiments, {n_keep} Kept Improvements")
+    ax.set_title(title or f"{len(rows)} Experiments, {n_keep} Kept Improvement{'' if n_keep == 1 else 's'}")
     ax.set_xlabel("experiment")
     ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     ax.grid(alpha=0.3)

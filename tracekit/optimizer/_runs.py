@@ -37,7 +37,7 @@ def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str, traceparent
         command=t.run_argv(), workspace=workspace, budget_s=t.budget_s, grace_s=t.grace_s, memory_mb=t.memory_mb,
         max_procs=t.max_procs, disk_mb=t.disk_mb, output_bytes=t.output_bytes, network=t.network, env=dict(t.env),
         ro_paths=ro, metric=t.metric, experiment_id=f.experiment_id, trace_home=rec.session.home, backend=backend,
-        run_dir=run_dir, traceparent=traceparent, name=f.experiment_id,
+        run_dir=run_dir, traceparent=traceparent,
     )
 
 
@@ -109,26 +109,26 @@ class Runs:
             row = self._row(f, status_l, **extra)
         else:
             inc = self.incumbent()
-            thr = self.threshold()
             runs = extra["metric_runs"]
             metric = sum(runs) / len(runs)
+            thr = self.threshold(len(runs))
             imp = t.improvement(metric, inc.metric) if inc.metric is not None else 0.0
-            confirmed = None
-            if imp > thr and t.noise.confirm and len(runs) == 1:
+            mode = t.noise.confirm
+            near_miss = bool(self.noise()) and imp > 0 and thr / 2 <= imp <= thr
+            if len(runs) == 1 and ((mode == "always" and imp > thr) or (mode == "auto" and near_miss)):
                 span.set_attributes({"tracekit.optimizer.decision": "confirm"})
                 span.end()
-                self.ledger.write_result(f.experiment_id, {"attempt": f.attempt, "results": f.results})
-                self.on_event("confirm", {"experiment_id": f.experiment_id, "metric": metric})
+                self.on_event("confirm", {"experiment_id": f.experiment_id, "metric": metric, "improvement": imp,
+                                          "threshold": thr})
                 return self.launch(executor, f, backend)
-            if t.noise.confirm and len(runs) > 1:
-                confirmed = imp > thr
+            confirmed = (imp > thr) if len(runs) > 1 else None
             status_l = "keep" if imp > thr else "discard"
             commit = f.commit
             if status_l == "keep":
                 commit = self._advance(f)
             row = self._row(f, status_l, metric=metric, parent_metric=inc.metric, delta=metric - inc.metric
                             if inc.metric is not None else None, improvement=imp, confirmed=confirmed,
-                            candidate_commit=commit, **extra)
+                            candidate_commit=commit, threshold=thr, **extra)
         self._record(f, row, span)
         return again
 

@@ -16,8 +16,8 @@ Read from `<folder>/tracekit.toml` (all keys optional) and overridden by flags:
     [noise]
     baseline_runs = 2                # repeats of the baseline to measure run-to-run noise
     min_delta = 0.0                  # a keep must beat the incumbent by more than this ...
-    noise_mult = 2.0                 # ... and by more than noise_mult x the baseline's stdev
-    confirm = false                  # rerun a would-be keep once and decide on the mean
+    noise_mult = 2.0                 # ... and by more than noise_mult x the baseline's stdev / sqrt(runs)
+    confirm = "auto"                 # rerun near-misses once (true: every would-be keep; false: never)
     [proposer]                       # defaults for the proposers (see docs/optimizer.md)
     model = "claude-sonnet-5-5"
 
@@ -53,7 +53,7 @@ class Noise:
     baseline_runs: int = 2
     min_delta: float = 0.0
     noise_mult: float = 2.0
-    confirm: bool = False
+    confirm: str = "auto"  # auto: rerun near-misses | always: rerun every would-be keep | never
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,17 @@ class Target:
                 raise OptimizerError(f"fixed file {rel!r} is missing in {base}; it must exist (checked before every run)")
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
         return out
+
+
+def _confirm(value: Any) -> str:
+    if value is True or value == "always":
+        return "always"
+    if value is False or value == "never":
+        return "never"
+    if value == "auto":
+        return "auto"
+    raise OptimizerError(f"[noise] confirm = {value!r}: use \"auto\" (rerun near-misses), true (rerun every would-be keep) "
+                         "or false (never rerun)")
 
 
 def _as_list(value: Any, key: str) -> tuple[str, ...]:
@@ -259,7 +270,7 @@ def load_target(root: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
                 baseline_runs=int(noise.get("baseline_runs", 2)),
                 min_delta=float(noise.get("min_delta", 0.0)),
                 noise_mult=float(noise.get("noise_mult", 2.0)),
-                confirm=bool(noise.get("confirm", False)),
+                confirm=_confirm(noise.get("confirm", "auto")),
             ),
             memory_mb=int(t.get("memory_mb", 4096)),
             max_procs=int(t.get("max_procs", 256)),
