@@ -83,6 +83,7 @@ def run_client(client: int, clients: int, n_traces: int, per_trace: int, batch: 
     exporter = OTLPSpanExporter(endpoint=endpoint, timeout=120)
     bodies = [encode_spans(b).SerializeToString() for b in batches] if pre_encoded else []
     barrier.wait()
+    cpu0 = time.process_time()
     ok = failed = 0
     for i, b in enumerate(batches):
         if pre_encoded:
@@ -93,5 +94,5 @@ def run_client(client: int, clients: int, n_traces: int, per_trace: int, batch: 
             ok += len(b)
         else:
             failed += len(b)
-    results.put((client, ok, failed, time.time()))
+    results.put((client, ok, failed, time.time(), time.process_time() - cpu0))
     exporter.shutdown()

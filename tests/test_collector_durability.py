@@ -259,7 +259,8 @@ def test_sigkill_during_a_stream_loses_and_duplicates_nothing(tmp_path: Path, cy
     acked: set[str] = set()
     unacked = 0
     for cycle in range(cycles):
+        before = len(acked)
         unacked += _kill_cycle(home, cycle + 1, sent, acked)
-        assert acked, "the stream made no progress before the kill"
+        assert len(acked) - before >= 200, "the stream made too little progress before the kill"
     _check(home, sent, acked, unacked)
     assert os.listdir(home / "_collector" / "wal") == []  # the graceful stop folded everything

@@ -90,12 +90,12 @@ class SqlService:
         ):
             con.execute(stmt)
 
-    def check(self, sql: str) -> None:
+    def check(self, sql: str, cursor: Any = None) -> None:
         """Refuse anything but one SELECT/EXPLAIN statement (SqlRefused), or unparsable SQL (QueryError)."""
         if not sql.strip():
             raise QueryError("empty SQL; send e.g. {\"sql\": \"SELECT name, count(*) FROM spans GROUP BY 1\"}")
         try:
-            statements = self.db.con.cursor().extract_statements(sql)
+            statements = (cursor or self.db.con.cursor()).extract_statements(sql)
         except Exception as exc:
             raise QueryError(f"{exc}\n\n{self.db.describe()}") from None
         if len(statements) != 1:
@@ -109,22 +109,27 @@ class SqlService:
 
     def run(self, sql: str, *, limit: int | None = None, timeout: float | None = None) -> SqlResult:
         """Validate and run `sql`; at most `limit` rows (capped by the service's max_rows)."""
-        self.check(sql)
         cap = min(limit if limit is not None else self.limits.default_rows, self.limits.max_rows)
         if cap < 0:
             raise QueryError(f"limit {limit}: use a number of rows >= 0")
-        return self._execute(sql, None, cap, timeout if timeout is not None else self.limits.timeout)
+        return self._execute(sql, None, cap, timeout if timeout is not None else self.limits.timeout, validate=True)
 
     def run_trusted(self, sql: str, params: list[Any] | None = None, *, limit: int = 1_000_000) -> "pa.Table":
         """Run tracekit's own parameterised SQL (the /api/traces endpoints) under the same limits."""
         return self._execute(sql, params, limit, self.limits.timeout).table
 
-    def _execute(self, sql: str, params: list[Any] | None, cap: int, timeout: float) -> SqlResult:
+    def _execute(self, sql: str, params: list[Any] | None, cap: int, timeout: float, validate: bool = False) -> SqlResult:
         import duckdb
         import pyarrow as pa
 
         self.db.refresh()
         cur = self.db.con.cursor()
+        if validate:
+            try:
+                self.check(sql, cur)
+            except BaseException:
+                cur.close()
+                raise
         timer = threading.Timer(timeout, cur.interrupt)
         timer.daemon = True
         start = time.perf_counter()
