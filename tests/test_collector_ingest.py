@@ -248,3 +248,31 @@ def test_each_resource_keeps_its_own_attributes(server: CollectorThread) -> None
     for r in rows:
         assert json.loads(r["resource"])["service.name"] in (r["service_name"], ["a-list"])
     assert {r["service_name"] for r in rows} == {f"svc-{i}" for i in range(30)} | {'["a-list"]'}
+
+
+def test_config_and_token_errors_say_what_to_do(tmp_path: Path) -> None:
+    from tracekit._errors import ConfigError
+    from tracekit.collector import CollectorConfig
+    from tracekit.collector._auth import Tokens
+
+    with pytest.raises(ConfigError, match="TRACEKIT_PORT='x': expected a whole number"):
+        CollectorConfig.from_env({"TRACEKIT_PORT": "x"})
+    with pytest.raises(ConfigError, match="below the body limit"):
+        CollectorConfig.from_env({}, max_body_bytes=1 << 20, max_inflight_bytes=1000)
+    with pytest.raises(ConfigError, match="at least 16"):
+        Tokens.from_env({"TRACEKIT_TOKEN": "short"})
+    tokens = tmp_path / "tokens"
+    tokens.write_text("ingest abcdefghijklmnopqrstuvwxyz\n")
+    tokens.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        Tokens.from_env({}, tokens)
+    tokens.chmod(0o600)
+    tokens.write_text("write abcdefghijklmnopqrstuvwxyz\n")
+    with pytest.raises(ConfigError, match="line 1: expected '<ingest|read|all> <token>'"):
+        Tokens.from_env({}, tokens)
+    t = Tokens.from_env({"TRACEKIT_READ_TOKEN": "r" * 20, "TRACEKIT_INGEST_TOKEN": "i" * 20})
+    assert t.scopes_for("Bearer " + "r" * 20) == frozenset({"read"})
+    assert t.scopes_for("bearer " + "i" * 20) == frozenset({"ingest"})
+    assert t.scopes_for("Basic " + "r" * 20) is None and t.scopes_for(None) is None and t.scopes_for("Bearer ") is None
+    config = CollectorConfig.from_env({"TRACEKIT_HOST": "0.0.0.0", "TRACEKIT_SQL_MAX_ROWS": "50", "TRACEKIT_HOME": str(tmp_path)})
+    assert config.host == "0.0.0.0" and not config.loopback and config.sql.max_rows == 50 and config.sql.default_rows == 50

@@ -60,6 +60,8 @@ class CollectorConfig:
         values["tokens"] = Tokens.from_env(env, tokens_file)
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["home"] = Path(values["home"])
+        if overrides.get("max_inflight_bytes") is None:  # room for two bodies of the largest size at once
+            values["max_inflight_bytes"] = max(cls.max_inflight_bytes, 2 * int(values["max_body_bytes"]))
         config = cls(**values)
         config.validate()
         return config
@@ -69,6 +71,11 @@ class CollectorConfig:
             raise ConfigError(f"port {self.port}: use 0..65535 (0 picks a free port)")
         if self.max_body_bytes < 1024:
             raise ConfigError(f"max body {self.max_body_bytes} bytes: use at least 1 KiB (the OTLP default is 64 MiB)")
+        if self.max_inflight_bytes < self.max_body_bytes:
+            raise ConfigError(
+                f"max in-flight bytes {self.max_inflight_bytes} is below the body limit {self.max_body_bytes}: "
+                "a full-size request could never be accepted; raise it"
+            )
         if self.sql.max_rows < 1 or self.sql.timeout <= 0:
             raise ConfigError("SQL limits: max rows must be >= 1 and the timeout > 0 seconds")
         import re
