@@ -36,10 +36,10 @@ class Progress:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.live is not None:
             self.live.update(self.render())
-            self.live.__exit__(*exc)
+            self.live.__exit__(exc_type, exc, tb)
 
     def _say(self, text: str) -> None:
         if self.live is None:

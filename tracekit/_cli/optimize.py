@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -23,7 +22,7 @@ from ._common import console, short
 class _DefaultRun(TyperGroup):
     """`tracekit optimize DIR ...` means `tracekit optimize run DIR ...`."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -149,7 +148,7 @@ def _print_ledger(rows: list[dict[str, Any]], metric: str, limit: int = 60) -> N
     from rich.table import Table
 
     cols = ["experiment_id", "status", metric, "improvement", "commit", "proposer", "run_s", "description"]
-    out = []
+    out: list[list[Any]] = []
     for r in rows[-limit:]:
         desc = r.get("description") or ""
         if r["status"] in ("crash", "timeout", "invalid") and r.get("error"):
@@ -161,8 +160,8 @@ def _print_ledger(rows: list[dict[str, Any]], metric: str, limit: int = 60) -> N
     table = Table(header_style="bold")
     for c in cols:
         table.add_column(c, overflow="fold", no_wrap=c != "description")
-    for r in out:
-        table.add_row(*[short(v, 100) for v in r])
+    for cells in out:
+        table.add_row(*[short(v, 100) for v in cells])
     wide.print(table)
 
 

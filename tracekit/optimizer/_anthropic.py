@@ -73,7 +73,8 @@ class AnthropicProposer:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "AnthropicProposer":
-        prices = {k: options[k] for k in ("price_in", "price_out", "price_cache_write", "price_cache_read") if k in options}
+        prices: dict[str, Any] = {k: options[k] for k in ("price_in", "price_out", "price_cache_write", "price_cache_read")
+                                  if k in options}
         known = {"model", "max_tokens", "api_key", "base_url", "max_retries", "timeout_s", "seed", *prices}
         extra = {k: v for k, v in options.items() if k not in known and k not in ("command", "factor", "combine_every")}
         return cls(model=str(options.get("model", DEFAULT_MODEL)), max_tokens=int(options.get("max_tokens", 32000)),
@@ -84,8 +85,8 @@ class AnthropicProposer:
     def propose(self, ctx: ProposalContext) -> Proposal:
         import anthropic
 
-        system = [{"type": "text", "text": ctx.system, "cache_control": {"type": "ephemeral"}}]
-        messages = [{"role": "user", "content": ctx.prompt}]
+        system: Any = [{"type": "text", "text": ctx.system, "cache_control": {"type": "ephemeral"}}]
+        messages: Any = [{"role": "user", "content": ctx.prompt}]
         try:
             with self.client.messages.stream(model=self.model, max_tokens=self.max_tokens, system=system,
                                              messages=messages, **self.extra) as stream:
@@ -95,7 +96,7 @@ class AnthropicProposer:
                                  f"{str(exc)[:300]}") from exc
         except anthropic.APIConnectionError as exc:
             raise OptimizerError(f"cannot reach the Claude API ({exc}); check the network or ANTHROPIC_BASE_URL") from exc
-        text = "".join(b.text for b in msg.content if getattr(b, "type", "") == "text")
+        text = "".join(str(getattr(b, "text", "")) for b in msg.content if b.type == "text")
         cost = cost_of(msg.model or self.model, msg.usage, self.prices)
         # an empty or truncated reply is still returned (with its cost): validation records it as invalid
         return Proposal(text=text, rationale="", cost=cost, raw_output=text, model=msg.model or self.model,

@@ -115,10 +115,6 @@ class GitRepo:
             raise GitError(f"{rel} is not in commit {commit[:12]}")
         return data.decode("utf-8", errors="replace")
 
-    def is_ancestor(self, a: str, b: str) -> bool:
-        return subprocess.run(["git", "--git-dir", str(self.git_dir), "merge-base", "--is-ancestor", a, b],
-                              capture_output=True, env=_git_env()).returncode == 0
-
     def tree(self, commit: str) -> str:
         return self.g("rev-parse", commit + "^{tree}")
 
@@ -156,25 +152,3 @@ class GitRepo:
 
     def set_ref(self, ref: str, new: str) -> None:
         self.g("update-ref", ref, new)
-
-    def refs(self, prefix: str) -> dict[str, str]:
-        out = self.g("for-each-ref", "--format=%(refname) %(objectname)", prefix)
-        return dict(line.split(" ", 1) for line in out.splitlines() if line)
-
-
-def worktree_files(root: Path, rels: list[str]) -> dict[str, bytes]:
-    """The current bytes of `rels` in the target folder (missing files skipped)."""
-    out = {}
-    for rel in rels:
-        p = root / rel
-        if p.is_file():
-            out[rel] = p.read_bytes()
-    return out
-
-
-def prefix_of(root: Path) -> tuple[Path | None, str]:
-    """(repository top, target path inside it) when `root` is inside a git work tree."""
-    top = git("rev-parse", "--show-toplevel", cwd=root, check=False)
-    if not top:
-        return None, ""
-    return Path(top), os.path.relpath(root.resolve(), Path(top).resolve())

@@ -87,7 +87,6 @@ EXPERIMENTS = register_table(Table(
 ))
 
 LIGHT_COLUMNS = [c.name for c in EXPERIMENTS.columns if c.name not in ("prompt", "raw_output")]
-TSV_HEADER_FIXED = ("commit", "memory_gb", "status", "description")
 
 
 def _atomic_json(path: Path, data: dict[str, Any]) -> None:

@@ -13,9 +13,7 @@ killed loop resumes without losing or repeating anything.
 
 from __future__ import annotations
 
-import math
 import signal
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -122,7 +120,7 @@ class Optimizer:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        old = {}
+        old: dict[int, Any] = {}
 
         def handler(signum: int, frame: Any) -> None:
             self.request_stop("interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated")
@@ -258,9 +256,3 @@ class Optimizer:
         self.on_event("done", {"summary": summary})
         return summary
 
-
-def mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return None, None
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) >= 2 else None)

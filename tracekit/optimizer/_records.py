@@ -15,17 +15,18 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
+from . import _runs
 from ._context import ContextBuilder, elide
-from ._execute import Flight, Parent
+from ._execute import Executor, Flight, Parent
 from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
-from ._runs import Runs
 from ._session import Session, host_facts
 from ._target import Target
 from ._validate import Candidate, InvalidProposal, build_candidate, content_hash
@@ -37,7 +38,7 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).replace(tzinfo=None)
 
 
-class Recorder(Runs):
+class Recorder:
     def __init__(self, session: Session, target: Target, feedback: str, on_event: Any) -> None:
         from .._query import Database
 
@@ -76,7 +77,7 @@ class Recorder(Runs):
         n = self.noise()
         return max(self.target.noise.min_delta, self.target.noise.noise_mult * n / runs ** 0.5 if n is not None else 0.0)
 
-    def baselines_done(self, flights: list[Flight] = ()) -> bool:  # type: ignore[assignment]
+    def baselines_done(self, flights: Sequence[Flight] = ()) -> bool:
         return len(self._baseline_rows()) + sum(1 for f in flights if f.baseline) >= self.target.noise.baseline_runs
 
     def incumbent(self) -> Parent:
@@ -254,6 +255,17 @@ class Recorder(Runs):
         self.ledger.write_intent(f.intent)
         if c is not None and c.content_hash:
             self.in_flight_hashes[c.content_hash] = f.experiment_id
+
+    # -- runs and decisions (see _runs) ------------------------------------------------------------------
+
+    def launch(self, executor: Executor, f: Flight, backend: str) -> Flight:
+        return _runs.launch(self, executor, f, backend)
+
+    def finish(self, executor: Executor, f: Flight, backend: str) -> Flight | None:
+        return _runs.finish(self, executor, f, backend)
+
+    def reconcile(self, executor: Executor, backend: str) -> None:
+        _runs.reconcile(self, executor, backend)
 
     # -- records --------------------------------------------------------------------------------------
 

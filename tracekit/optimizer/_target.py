@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -294,10 +293,3 @@ def load_target(root: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
         raise OptimizerError(f"program file {target.program!r} does not exist in {folder}")
     return target
 
-
-def with_overrides(target: Target, **changes: Any) -> Target:
-    return replace(target, **changes)
-
-
-def command_text(run: str | tuple[str, ...] | list[str]) -> str:
-    return run if isinstance(run, str) else shlex.join(list(run))
