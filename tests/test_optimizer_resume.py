@@ -122,3 +122,37 @@ def test_kill_during_a_run_runs_it_again_under_the_same_id(tmp_path: Path) -> No
     assert (redone["metric"], redone["diff"], redone["status"]) == (last["metric"], last["diff"], last["status"])
     assert ("resumed", {"experiment_id": last["experiment_id"], "action": "rerun", "attempt": 2}) in events
     _consistent(root, 2)
+
+
+def test_ctrl_c_finishes_the_run_in_flight_then_stops(tmp_path: Path) -> None:
+    root = make_target(tmp_path / "bowl", extra='[target.env]\nBOWL_SLEEP = "1.5"')
+    proc = _cli(root, 10)
+    intents = root / ".tracekit" / "optimizer" / "main" / "experiments"
+    deadline = time.monotonic() + 60
+    while not (intents / "main-0001" / "intent.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # experiment main-0001 is running: it is finished and recorded, then the loop stops
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, out
+    assert "stopped: interrupted (Ctrl-C)" in out
+    rows = Ledger(root / ".tracekit", "main").rows
+    assert [r["experiment_id"] for r in rows] == ["main-0000", "main-0001"] and rows[1]["run_status"] == "ok"
+    assert not Ledger(root / ".tracekit", "main").pending()
+
+
+def test_second_ctrl_c_aborts_the_run_and_the_next_start_runs_it_again(tmp_path: Path) -> None:
+    root = make_target(tmp_path / "bowl", extra='[target.env]\nBOWL_SLEEP = "20"', budget=60)
+    proc = _cli(root, 1)
+    run_dir = root / ".tracekit" / "optimizer" / "main" / "experiments" / "main-0000"
+    deadline = time.monotonic() + 60
+    while not (run_dir / "intent.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # abort: the 20 s baseline is cancelled, not waited for
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0 and "stopped: interrupted (Ctrl-C)" in out, out
+    led = Ledger(root / ".tracekit", "main")
+    assert led.rows == [] and [p.intent["experiment_id"] for p in led.pending()] == ["main-0000"]
+    assert not _leftovers(root)
