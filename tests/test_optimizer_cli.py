@@ -81,3 +81,12 @@ def test_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "unknown proposer 'gpt'" in _err(capsys)
     assert main(["optimize", str(root), "--metric", "val_bpb", "--max-time", "soon", "--plain"]) == 2
     assert "--max-time 'soon'" in _err(capsys)
+
+
+def test_live_display_renders_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _autoresearch(tmp_path)
+    assert main(["optimize", str(root), "--metric", "val_bpb", "--baseline-runs", "1", "-n", "2",
+                 "--proposer", "search", "--live"]) == 0
+    out = capsys.readouterr().out
+    assert "tracekit optimize autoresearch · run main · proposer search" in out
+    assert "experiment 2 of 2" in out and "best val_bpb:" in out and "stopped: 2 experiments done" in out
