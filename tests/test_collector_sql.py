@@ -169,3 +169,16 @@ def test_openapi_docs(server: CollectorThread) -> None:
     assert {"/v1/traces", "/api/sql", "/api/traces", "/api/traces/{trace_id}", "/health"} <= set(spec["paths"])
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_result_size_cap_truncates(tmp_path: Path) -> None:
+    from tracekit.collector._sql import SqlLimits, SqlService
+
+    service = SqlService(tmp_path / "home", SqlLimits(max_bytes=64 * 1024, max_rows=10**6, default_rows=10**6))
+    try:
+        result = service.run("SELECT i, repeat('x', 100) AS pad FROM range(100000) t(i)")
+        assert result.truncated and 0 < result.table.num_rows < 100000
+        assert result.table.column("i").to_pylist() == list(range(result.table.num_rows))  # a prefix, in order
+        assert not service.run("SELECT 1 AS one").truncated
+    finally:
+        service.close()

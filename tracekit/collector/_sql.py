@@ -51,6 +51,7 @@ class SqlLimits:
     max_rows: int = 100_000  # the most rows one response may carry
     default_rows: int = 10_000  # when the request names no limit
     timeout: float = 30.0  # seconds, execution plus fetching
+    max_bytes: int = 256 << 20  # Arrow bytes of one response: past it the rows stop (truncated)
     memory_limit: str = "1GB"
     threads: int = 2
 
@@ -142,13 +143,21 @@ class SqlService:
             if rel is None:
                 raise SqlRefused(f"refused: the statement returned no rows; {SCOPE}")
             reader = rel.to_arrow_reader(2048)
+            size = 0
             for batch in reader:
                 if rows + batch.num_rows > cap:
                     batches.append(batch.slice(0, cap - rows))
                     truncated = True
                     break
+                size += batch.nbytes
+                if size > self.limits.max_bytes and batches:
+                    truncated = True
+                    break
                 batches.append(batch)
                 rows += batch.num_rows
+                if size > self.limits.max_bytes:
+                    truncated = True
+                    break
             table = pa.Table.from_batches(batches, schema=reader.schema)
         except (duckdb.InterruptException, OSError) as exc:
             if "INTERRUPT" in str(exc) or isinstance(exc, duckdb.InterruptException):
