@@ -276,3 +276,18 @@ def test_config_and_token_errors_say_what_to_do(tmp_path: Path) -> None:
     assert t.scopes_for("Basic " + "r" * 20) is None and t.scopes_for(None) is None and t.scopes_for("Bearer ") is None
     config = CollectorConfig.from_env({"TRACEKIT_HOST": "0.0.0.0", "TRACEKIT_SQL_MAX_ROWS": "50", "TRACEKIT_HOME": str(tmp_path)})
     assert config.host == "0.0.0.0" and not config.loopback and config.sql.max_rows == 50 and config.sql.default_rows == 50
+
+
+def test_otel_exporter_waits_out_a_503_and_delivers(tmp_path: Path) -> None:
+    limits = IngestLimits(fold_interval=1.5, fold_rows=10**9, max_queued_spans=10)
+    srv = start_thread_server(tmp_path / "home", ingest=limits)
+    try:
+        assert _post(srv.url, protobuf_body(make_spans(3, 4, seed=300))).status_code == 200  # 12 queued: full
+        exporter = OTLPSpanExporter(endpoint=srv.url + "/v1/traces", timeout=30)
+        spans = make_spans(2, 2, seed=301)
+        assert exporter.export(spans) is SpanExportResult.SUCCESS  # 503, Retry-After: 1, then 200 after the fold
+        counters = httpx.get(srv.url + "/health").json()["counters"]
+        assert counters["requests_by_status"].get("503", 0) >= 1 and counters["spans_accepted"] == 16
+        assert sql(srv.url, "SELECT count(*) AS n FROM spans") == [{"n": 16}]
+    finally:
+        srv.stop()
