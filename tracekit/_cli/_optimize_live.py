@@ -71,7 +71,8 @@ class Progress:
         elif kind == "resumed":
             self._say(f"resumed {data['experiment_id']}: {data['action']}")
         elif kind == "confirm":
-            self._say(f"{data['experiment_id']} beat the incumbent; confirming with a rerun")
+            self._say(f"{data['experiment_id']}: {data['improvement']:+.4g} vs a threshold of {data['threshold']:.4g}; "
+                      "running it again to decide on the mean")
         elif kind == "warning":
             self._say(f"warning: {data['message']}")
         elif kind == "stopping":
