@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import StoreError
+from ._fsio import atomic_write_text, fsync_path
 from ._schema import SCHEMA_KEY, SCHEMA_VERSION, TABLE_KEY, Table, get_table
 
 if TYPE_CHECKING:
@@ -97,14 +98,10 @@ class Store:
         try:
             pq.write_table(arrow, tmp, compression="zstd", row_group_size=64 * 1024)
             if durable:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_path(tmp)
             os.replace(tmp, final)
             if durable:
-                _fsync_dir(folder)
+                fsync_path(folder)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -196,18 +193,15 @@ class Store:
             import pyarrow.parquet as pq
 
             pq.write_table(merged, tmp, compression="zstd", row_group_size=64 * 1024)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            _atomic_write_text(folder / JOURNAL, json.dumps({"output": name, "sources": [p.name for p in small]}))
+            fsync_path(tmp)
+            atomic_write_text(folder / JOURNAL, json.dumps({"output": name, "sources": [p.name for p in small]}),
+                              sync_dir=False)  # the folder is synced once the output is in place
             os.replace(tmp, folder / name)
-            _fsync_dir(folder)
+            fsync_path(folder)
             for p in small:
                 p.unlink(missing_ok=True)
             (folder / JOURNAL).unlink(missing_ok=True)
-            _fsync_dir(folder)
+            fsync_path(folder)
             after = self.files(table)
             rows_after = self.row_count(table)
         if rows_after != rows_before:  # pragma: no cover - would be a bug; say so loudly
@@ -242,7 +236,7 @@ class Store:
             else:
                 (folder / (output + ".tmp")).unlink(missing_ok=True)
             journal.unlink(missing_ok=True)
-            _fsync_dir(folder)
+            fsync_path(folder)
 
     def info(self) -> dict[str, dict[str, int]]:
         """Per table: files, rows and bytes."""
@@ -319,20 +313,3 @@ def conform(spec: Table, data: "pa.Table | Sequence[Mapping[str, Any]]") -> "pa.
     if missing:
         raise StoreError(f"table {spec.name!r}: required columns have nulls: {missing}")
     return out
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

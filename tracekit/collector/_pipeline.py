@@ -19,7 +19,6 @@ import concurrent.futures as cf
 import fcntl
 import json
 import logging
-import os
 import queue
 import re
 import threading
@@ -30,8 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectorError
+from .._fsio import atomic_write_text
 from .._store import LOCK, Store
-from ._wal import WriteAheadLog, fsync_dir, read_segment
+from ._wal import WriteAheadLog, read_segment
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -272,7 +272,7 @@ class Ingestor:
             folder = self.store.table_dir("spans")
             if (folder / name).exists():  # would overwrite stored rows: refuse loudly instead
                 raise CollectorError(f"{folder / name} already exists; the WAL numbering is inconsistent")
-            _write_json(self.journal, {"version": 1, "first": first, "last": last, "file": name})
+            atomic_write_text(self.journal, json.dumps({"version": 1, "first": first, "last": last, "file": name}))
             with open(folder / LOCK, "a+") as lock:  # no compaction between rename and delete
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
@@ -388,13 +388,3 @@ class Ingestor:
                 "wal_segments": len(self.wal.segments()),
                 "last_error": self.last_error or None,
             }
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._errors import CollectorError
+from .._fsio import fsync_path
 
 HEADER = b"TKWAL\x00\x01\n"
 _REC = struct.Struct("<II")
@@ -32,14 +33,6 @@ MAX_RECORD = 1 << 31
 
 def segment_name(seq: int) -> str:
     return f"wal-{seq:012d}.log"
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_segment(path: Path) -> tuple[list[bytes], bool]:
@@ -101,7 +94,7 @@ class WriteAheadLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         _write_all(fd, HEADER)
         os.fsync(fd)
-        fsync_dir(self.folder)  # the new name survives a crash before the first ack
+        fsync_path(self.folder)  # the new name survives a crash before the first ack
         self._size = len(HEADER)
         return fd
 
@@ -159,7 +152,7 @@ class WriteAheadLog:
         for seq in seqs:
             (self.folder / segment_name(seq)).unlink(missing_ok=True)
         if seqs:
-            fsync_dir(self.folder)
+            fsync_path(self.folder)
 
     def close(self) -> None:
         with self.lock:

@@ -14,12 +14,12 @@ id. `results.tsv` (autoresearch's five columns) is regenerated from the rows, so
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
+from .._fsio import atomic_write_text
 from .._schema import BOOL, FLOAT64, INT64, JSON, STRING, TIMESTAMP, Column, Table, list_of, register_table
 
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "invalid")
@@ -91,23 +91,7 @@ LIGHT_COLUMNS = [c.name for c in EXPERIMENTS.columns if c.name not in ("prompt",
 
 def _atomic_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, default=str))
 
 
 @dataclass
@@ -212,7 +196,7 @@ class Ledger:
             lines.append("\t".join(tsv_fields(r)))
         path = self.dir / "results.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_text(path, "\n".join(lines) + "\n")
+        atomic_write_text(path, "\n".join(lines) + "\n", durable=False)  # regenerated from the rows
         return path
 
 
