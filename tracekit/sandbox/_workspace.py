@@ -13,7 +13,7 @@ import fnmatch
 import os
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .._errors import SandboxError
@@ -47,10 +47,9 @@ def prepare(run_dir: Path, source: Path | None, exclude: Sequence[str]) -> tuple
     return workspace, io_dir, tmp
 
 
-def snapshot(root: Path) -> Snapshot:
-    """Every file and symlink under `root` (relative path -> type, size, mtime, ctime); no symlinks followed."""
-    out: Snapshot = {}
-    stack = [root]
+def _walk(roots: Sequence[Path]) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
+    """Every entry under `roots` (folders too) with its lstat; symlinks not followed, unreadable entries skipped."""
+    stack = list(roots)
     while stack:
         folder = stack.pop()
         try:
@@ -62,12 +61,19 @@ def snapshot(root: Path) -> Snapshot:
                 st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
-            rel = os.path.relpath(e.path, root)
             if stat.S_ISDIR(st.st_mode):
                 stack.append(Path(e.path))
-                continue
-            kind = "link" if stat.S_ISLNK(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
-            out[rel] = (kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            yield e, st
+
+
+def snapshot(root: Path) -> Snapshot:
+    """Every file and symlink under `root` (relative path -> type, size, mtime, ctime); no symlinks followed."""
+    out: Snapshot = {}
+    for e, st in _walk([root]):
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        kind = "link" if stat.S_ISLNK(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+        out[os.path.relpath(e.path, root)] = (kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     return out
 
 
@@ -78,20 +84,4 @@ def changed(before: Snapshot, after: Snapshot) -> list[str]:
 
 def disk_usage(paths: Sequence[Path]) -> int:
     """Bytes allocated under `paths` (st_blocks), not following symlinks."""
-    total = 0
-    stack = list(paths)
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            total += st.st_blocks * 512
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(Path(e.path))
-    return total
+    return sum(st.st_blocks * 512 for _, st in _walk(paths))
