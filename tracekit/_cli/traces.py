@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import typer
 
-from .._errors import QueryError
 from ._common import HomeOption, console, emit, render_rows, short
 
 app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_help=True)
@@ -49,18 +48,6 @@ def list_cmd(
     emit(render_rows(rel.columns, rel.fetchall(), fmt))
 
 
-def resolve_trace_id(db: Any, prefix: str) -> str:
-    """A full trace id from a unique prefix (as git does for commits)."""
-    if not all(c in "0123456789abcdef" for c in prefix.lower()) or not prefix:
-        raise QueryError(f"{prefix!r} is not a trace id (hex digits); find one with: tracekit traces list")
-    rows = db.sql(f"SELECT DISTINCT trace_id FROM spans WHERE trace_id LIKE {_q(prefix.lower() + '%')} LIMIT 2").fetchall()
-    if not rows:
-        raise QueryError(f"no trace with id {prefix!r}; find one with: tracekit traces list")
-    if len(rows) > 1:
-        raise QueryError(f"trace id prefix {prefix!r} is ambiguous; give more digits")
-    return str(rows[0][0])
-
-
 @app.command("show")
 def show_cmd(
     trace_id: Annotated[str, typer.Argument(help="A trace id or a unique prefix of one.")],
@@ -82,6 +69,7 @@ def show_cmd(
     from rich.tree import Tree
 
     from .._query import Database
+    from .._trajectory import resolve_trace_id
 
     db = Database(home)
     tid = resolve_trace_id(db, trace_id)
