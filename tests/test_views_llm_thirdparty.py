@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +81,21 @@ def provider(home: Path) -> Iterator[Any]:
     yield otel_trace.get_tracer_provider()
 
 
+@contextmanager
+def instrumented(instrumentor: Any, provider: Any) -> Iterator[None]:
+    """A third-party instrumentation of the anthropic SDK, reporting to `provider`, for the `with` block."""
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        yield
+    finally:
+        instrumentor.uninstrument()
+
+
 def test_openinference_instrumentation_spans(provider: Any, home: Path, messages_server: MessagesServer) -> None:
     from openinference.instrumentation.anthropic import AnthropicInstrumentor
 
-    inst = AnthropicInstrumentor()
-    inst.instrument(tracer_provider=provider)
-    try:
+    with instrumented(AnthropicInstrumentor(), provider):
         agent_run(client(messages_server), messages_server)
-    finally:
-        inst.uninstrument()
     names = {r["scope"] for r in rows("SELECT DISTINCT scope FROM spans", home)}
     assert "openinference.instrumentation.anthropic" in names and "com.anthropic.sdk.python" in names
     check_rows(home, "openinference")
@@ -97,12 +104,8 @@ def test_openinference_instrumentation_spans(provider: Any, home: Path, messages
 def test_openllmetry_instrumentation_spans(provider: Any, home: Path, messages_server: MessagesServer) -> None:
     from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
 
-    inst = AnthropicInstrumentor()
-    inst.instrument(tracer_provider=provider)
-    try:
+    with instrumented(AnthropicInstrumentor(), provider):
         agent_run(client(messages_server), messages_server)
-    finally:
-        inst.uninstrument()
     assert rows("SELECT count(*) AS n FROM spans WHERE scope = 'opentelemetry.instrumentation.anthropic'", home)[0]["n"] == 4
     check_rows(home, "otel-genai")
 
@@ -110,13 +113,11 @@ def test_openllmetry_instrumentation_spans(provider: Any, home: Path, messages_s
 def test_tracekit_and_openinference_together_count_each_call_once(provider: Any, home: Path, messages_server: MessagesServer) -> None:
     from openinference.instrumentation.anthropic import AnthropicInstrumentor
 
-    inst = AnthropicInstrumentor()
-    inst.instrument(tracer_provider=provider)
-    tracekit.instrument_anthropic()
-    try:
-        agent_run(client(messages_server), messages_server)
-    finally:
-        tracekit.uninstrument_anthropic()
-        inst.uninstrument()
+    with instrumented(AnthropicInstrumentor(), provider):
+        tracekit.instrument_anthropic()
+        try:
+            agent_run(client(messages_server), messages_server)
+        finally:
+            tracekit.uninstrument_anthropic()
     assert rows("SELECT count(*) AS n FROM spans WHERE kind = 'llm'", home)[0]["n"] == 12  # 3 records of each call
     check_rows(home, "tracekit")
