@@ -9,6 +9,8 @@ the stored text is still JSON that `json_extract` can read.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import decimal
 import enum
 import json
 import math
@@ -95,6 +97,17 @@ def _shrink(value: Any, max_str: int, max_items: int) -> Any:
         if len(items) > max_items:
             out["…"] = f"[+{len(items) - max_items} keys]"
         return out
+    return value
+
+
+def sql_scalar(value: Any) -> Any:
+    """A SQL value JSON has no type for: date/time as ISO 8601, interval as seconds, decimal as float; else `value`."""
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
     return value
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import decimal
 import io
 import json
 import sys
@@ -14,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from .._json import sql_scalar
 
 HomeOption = Annotated[
     Path | None,
@@ -25,19 +26,13 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def jsonable(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    return value
+    return sql_scalar(value)
 
 
 def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, *, max_width: int = 60) -> str | None:

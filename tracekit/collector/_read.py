@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import decimal
 import json
 import math
 import re
-import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Security
@@ -25,6 +23,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
+from .._json import sql_scalar
 from ._app import CollectorState, HTTPProblem, check_token, state_of
 from ._auth import READ
 from ._sql import SqlResult, SqlService
@@ -175,17 +174,10 @@ def json_response(payload: Any, status: int = 200) -> Response:
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
+    converted = sql_scalar(value)
+    return str(value) if converted is value else converted  # UUIDs and anything else as text
 
 
 def _finite(value: Any) -> Any:
