@@ -10,6 +10,9 @@ This file is the FIXED part of the agent: tools, the model loop, tracing. What t
 and the turn policy live in `harness.py` (the editable part). Each question is one trace: an
 `agent` span (this module's `run`), an `llm` span per model call (`tracekit.instrument_anthropic`)
 and a `tool` span per tool call (the `@tracekit.trace(kind="tool")` functions below).
+
+`examples/agent-harness/agent.py` is a verbatim copy of this file: an optimization target has to
+be self-contained (that folder's README says why). Edit this one and copy it over; a test checks.
 """
 
 from __future__ import annotations
