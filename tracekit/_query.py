@@ -81,8 +81,13 @@ def _load_views() -> None:
         importlib.import_module(mod)
 
 
+def sql_literal(value: object) -> str:
+    """`value` as a SQL string literal (single quotes doubled): for ids and paths built into SQL."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def _sql_list(paths: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+    return "[" + ", ".join(sql_literal(p) for p in paths) + "]"
 
 
 class Database:

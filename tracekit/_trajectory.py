@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import QueryError
+from ._query import sql_literal
 
 
 @dataclass
@@ -242,10 +243,6 @@ def build(trace: dict[str, Any] | None, calls: list[dict[str, Any]], tools: list
     return t
 
 
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _rows(db: Any, sql: str) -> list[dict[str, Any]]:
     rel = db.sql(sql)
     return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
@@ -259,13 +256,13 @@ def trajectory(trace_id: str, *, home: str | Path | None = None) -> Trajectory:
     flush()
     db = database(home)
     tid = resolve_trace_id(db, trace_id)
-    trace = _rows(db, f"SELECT * FROM traces WHERE trace_id = {_q(tid)}")
-    calls = _rows(db, f"SELECT * FROM llm_calls WHERE trace_id = {_q(tid)} ORDER BY start_time, span_id")
-    tools = _rows(db, f"SELECT * FROM tool_calls WHERE trace_id = {_q(tid)} ORDER BY start_time, span_id")
+    trace = _rows(db, f"SELECT * FROM traces WHERE trace_id = {sql_literal(tid)}")
+    calls = _rows(db, f"SELECT * FROM llm_calls WHERE trace_id = {sql_literal(tid)} ORDER BY start_time, span_id")
+    tools = _rows(db, f"SELECT * FROM tool_calls WHERE trace_id = {sql_literal(tid)} ORDER BY start_time, span_id")
     t = build(trace[0] if trace else None, calls, tools, tid)
     if trace:
-        root = _rows(db, f"SELECT attributes, resource FROM spans WHERE trace_id = {_q(tid)} "
-                         f"AND span_id = {_q(trace[0]['root_span_id'])} LIMIT 1")
+        root = _rows(db, f"SELECT attributes, resource FROM spans WHERE trace_id = {sql_literal(tid)} "
+                         f"AND span_id = {sql_literal(trace[0]['root_span_id'])} LIMIT 1")
         if root:
             attrs = {**(_loads(root[0]["resource"]) or {}), **(_loads(root[0]["attributes"]) or {})}
             for key in ("gen_ai.agent.version", "agent.version", "service.version"):
@@ -280,7 +277,7 @@ def resolve_trace_id(db: Any, prefix: str) -> str:
     p = prefix.strip().lower()
     if not p or not all(c in "0123456789abcdef" for c in p):
         raise QueryError(f"{prefix!r} is not a trace id (hex digits); find one with: tracekit traces list")
-    found = db.sql(f"SELECT DISTINCT trace_id FROM spans WHERE trace_id LIKE {_q(p + '%')} LIMIT 2").fetchall()
+    found = db.sql(f"SELECT DISTINCT trace_id FROM spans WHERE trace_id LIKE {sql_literal(p + '%')} LIMIT 2").fetchall()
     if not found:
         raise QueryError(f"no trace with id {prefix!r}; find one with: tracekit traces list")
     if len(found) > 1:

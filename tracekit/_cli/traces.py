@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .._query import sql_literal
 from ._common import HomeOption, console, emit, render_rows, short
 
 app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_help=True)
@@ -14,9 +15,6 @@ app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_he
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="traces")
 
-
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 @app.command("list")
@@ -33,9 +31,9 @@ def list_cmd(
 
     where = []
     if project:
-        where.append(f"project = {_q(project)}")
+        where.append(f"project = {sql_literal(project)}")
     if experiment:
-        where.append(f"experiment_id = {_q(experiment)}")
+        where.append(f"experiment_id = {sql_literal(experiment)}")
     if errors:
         where.append("error_count > 0")
     sql = (
@@ -75,7 +73,7 @@ def show_cmd(
     tid = resolve_trace_id(db, trace_id)
     rel = db.sql(
         "SELECT span_id, parent_span_id, name, kind, status, status_message, duration_ms, start_time, input, output, "
-        f"experiment_id, attributes FROM spans WHERE trace_id = {_q(tid)} ORDER BY start_time"
+        f"experiment_id, attributes FROM spans WHERE trace_id = {sql_literal(tid)} ORDER BY start_time"
     )
     cols = rel.columns
     rows = [dict(zip(cols, r)) for r in rel.fetchall()]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .._query import sql_literal
+
 if TYPE_CHECKING:
     from ..optimizer._context import SectionInput
 
@@ -42,9 +44,6 @@ WHERE kind = 'eval' AND parent_span_id IS NULL AND attributes->>'$."tracekit.eva
   AND experiment_id IN ({ids})
 """
 
-
-def _q(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _short(text: Any, limit: int) -> str:
@@ -69,7 +68,7 @@ def _json_text(value: str | None) -> str:
 def _roots(inp: "SectionInput", ids: list[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    return inp.sql(_ROOTS.format(ids=", ".join(_q(i) for i in ids)) + " ORDER BY case_id, epoch")
+    return inp.sql(_ROOTS.format(ids=", ".join(sql_literal(i) for i in ids)) + " ORDER BY case_id, epoch")
 
 
 def _why(r: dict[str, Any]) -> str:
@@ -168,7 +167,7 @@ def _seen_by_model(input_messages: list[str | None]) -> dict[str, str]:
 
 
 def _trajectory(inp: "SectionInput", trace_id: str) -> list[str]:
-    tid = _q(trace_id)
+    tid = sql_literal(trace_id)
     judge = (f"SELECT span_id FROM spans WHERE trace_id = {tid} AND kind = 'eval' AND name LIKE 'score/%'")
     llm = inp.sql(f"SELECT span_id, start_time, model, stop_reason, input_messages, output_messages, error_type, error_message "
                   f"FROM llm_calls WHERE trace_id = {tid} AND (parent_span_id IS NULL OR parent_span_id NOT IN ({judge}))")

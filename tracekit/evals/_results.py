@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import EvalError
+from .._query import sql_literal
 from .._store import Store
 from . import _tables  # noqa: F401  (registers eval_results / eval_runs)
 
@@ -64,9 +65,6 @@ def write_run_event(store: Store, row: Mapping[str, Any]) -> None:
     store.write("eval_runs", [{"time": utcnow(), **row}], durable=True)
 
 
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
 
 def _db(home: str | Path | None) -> Any:
     from .._query import Database
@@ -83,8 +81,8 @@ def resolve_run(ref: str, home: str | Path | None = None) -> str:
             raise EvalError("no eval runs in this store yet; start one with: tracekit eval run FILE.py")
         return str(latest[0][0])
     rows = db.sql(
-        f"SELECT DISTINCT run_id FROM eval_runs WHERE run_id = {_q(ref)} OR run_id LIKE {_q(ref.replace('%', '') + '%')} "
-        "UNION SELECT DISTINCT run_id FROM eval_results WHERE run_id LIKE " + _q(ref.replace('%', '') + '%')
+        f"SELECT DISTINCT run_id FROM eval_runs WHERE run_id = {sql_literal(ref)} OR run_id LIKE {sql_literal(ref.replace('%', '') + '%')} "
+        "UNION SELECT DISTINCT run_id FROM eval_results WHERE run_id LIKE " + sql_literal(ref.replace('%', '') + '%')
     ).fetchall()
     ids = sorted({str(r[0]) for r in rows})
     if ref in ids:
@@ -98,20 +96,20 @@ def resolve_run(ref: str, home: str | Path | None = None) -> str:
 
 def run_rows(run_id: str, home: str | Path | None = None) -> list[dict[str, Any]]:
     """The eval_results rows of a run, one per case and epoch, ordered by case and epoch."""
-    rel = _db(home).sql(f"SELECT * FROM eval_results WHERE run_id = {_q(run_id)} ORDER BY case_id, epoch")
+    rel = _db(home).sql(f"SELECT * FROM eval_results WHERE run_id = {sql_literal(run_id)} ORDER BY case_id, epoch")
     cols = rel.columns
     return [dict(zip(cols, r)) for r in rel.fetchall()]
 
 
 def run_events(run_id: str, home: str | Path | None = None) -> list[dict[str, Any]]:
-    rel = _db(home).sql(f"SELECT * FROM eval_runs WHERE run_id = {_q(run_id)} ORDER BY time")
+    rel = _db(home).sql(f"SELECT * FROM eval_runs WHERE run_id = {sql_literal(run_id)} ORDER BY time")
     cols = rel.columns
     return [dict(zip(cols, r)) for r in rel.fetchall()]
 
 
 def list_runs(home: str | Path | None = None, limit: int = 20, task: str | None = None) -> list[dict[str, Any]]:
     """Runs, newest first: id, task, state (last event), started, cases scored, accuracy, score."""
-    where = f"WHERE task = {_q(task)}" if task else ""
+    where = f"WHERE task = {sql_literal(task)}" if task else ""
     sql = f"""
     WITH ev AS (
         SELECT run_id, any_value(task) AS task, min(time) AS started, arg_max(event, time) AS state,

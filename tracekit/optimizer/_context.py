@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._query import sql_literal
+
 if TYPE_CHECKING:
     from .._query import Database
     from ._target import Target
@@ -54,9 +56,6 @@ def elide(text: str, budget: int, keep: str = "both") -> str:
     return "\n".join(head + [f"… {skipped} lines elided …"] + tail)
 
 
-def q(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
 
 @dataclass
 class SectionInput:
@@ -77,7 +76,7 @@ class SectionInput:
 
     def trace_filter(self) -> str:
         ids = [r["trace_id"] for r in self.focus if r.get("trace_id")]
-        return "trace_id IN (" + ", ".join(q(i) for i in ids) + ")" if ids else "FALSE"
+        return "trace_id IN (" + ", ".join(sql_literal(i) for i in ids) + ")" if ids else "FALSE"
 
 
 @dataclass(frozen=True)
@@ -116,9 +115,9 @@ def _repair(inp: SectionInput) -> str:
 def _task(inp: SectionInput) -> str:
     t = inp.target
     best = inp.sql(
-        f"SELECT experiment_id, metric FROM experiments WHERE run_id = {q(inp.run_id)} AND status IN ('baseline','keep') "
+        f"SELECT experiment_id, metric FROM experiments WHERE run_id = {sql_literal(inp.run_id)} AND status IN ('baseline','keep') "
         f"AND metric IS NOT NULL ORDER BY metric {'DESC' if t.direction == 'max' else 'ASC'} LIMIT 1")
-    counts = inp.sql(f"SELECT status, count(*) AS n FROM experiments WHERE run_id = {q(inp.run_id)} GROUP BY status ORDER BY status")
+    counts = inp.sql(f"SELECT status, count(*) AS n FROM experiments WHERE run_id = {sql_literal(inp.run_id)} GROUP BY status ORDER BY status")
     lines = [
         f"- metric: `{t.metric}`, {'lower' if t.direction == 'min' else 'higher'} is better",
         f"- incumbent (the code below): experiment {inp.parent.get('experiment_id')} with {t.metric} = {_fmt(inp.parent.get('metric'))}",
@@ -146,7 +145,7 @@ def _history(inp: SectionInput) -> str:
     trace = inp.trace
     rows = inp.sql(
         f"SELECT seq, experiment_id, status, metric, improvement, description, error, run_status FROM experiments "
-        f"WHERE run_id = {q(inp.run_id)} ORDER BY seq DESC LIMIT 25")
+        f"WHERE run_id = {sql_literal(inp.run_id)} ORDER BY seq DESC LIMIT 25")
     if not rows:
         return ""
     lines = ["| id | status | metric | vs incumbent | description |" + (" why it failed |" if trace else ""),
@@ -165,7 +164,7 @@ def _history(inp: SectionInput) -> str:
 
 def _recent_diffs(inp: SectionInput) -> str:
     rows = inp.sql(
-        f"SELECT experiment_id, status, improvement, diff FROM experiments WHERE run_id = {q(inp.run_id)} "
+        f"SELECT experiment_id, status, improvement, diff FROM experiments WHERE run_id = {sql_literal(inp.run_id)} "
         f"AND status NOT IN ('baseline') AND diff IS NOT NULL AND diff <> '' ORDER BY seq DESC LIMIT 3")
     parts = []
     for r in reversed(rows):

@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._context import q
+from .._query import sql_literal
 
 if TYPE_CHECKING:
     from .._query import Database
@@ -91,7 +91,7 @@ def _experiment(dest: Path, db: "Database", ledger: "Ledger", row: dict[str, Any
             else:
                 (tmp / f"{stream}.txt").write_text(row.get(f"{stream}_tail") or "")
     if row.get("trace_id"):
-        f = f"trace_id = {q(row['trace_id'])}"
+        f = f"trace_id = {sql_literal(row['trace_id'])}"
         (tmp / "metrics.csv").write_text(_csv(db, f"SELECT name, step, value, time FROM metrics WHERE {f} ORDER BY name, step, time"))
         (tmp / "spans.csv").write_text(_csv(
             db, "SELECT span_id, parent_span_id, name, kind, start_time, round(duration_ms, 3) AS duration_ms, status, "
