@@ -235,6 +235,19 @@ def test_unjsonable_and_capped_and_scrubbed(home: Path) -> None:
     assert len(s["output"]) <= 2000 and any("items]" in str(v) for v in out["items"][-1:])
 
 
+def test_cyclic_and_nonfinite_values_are_still_json() -> None:
+    from tracekit._json import dumps_capped
+
+    loop: dict[str, Any] = {"name": "a", "kids": []}
+    loop["kids"].append(loop)  # the fast encoder gives up on cycles; the full walk caps the depth
+    text = dumps_capped(loop)
+    assert json.loads(text)["name"] == "a" and "{...}" in text
+    assert json.loads(dumps_capped({"loss": float("nan"), "best": float("-inf")})) == {"loss": "nan", "best": "-inf"}
+    with ThreadPoolExecutor(4) as pool:  # one shared encoder, used from many threads
+        texts = list(pool.map(lambda i: dumps_capped({"i": i, "xs": [i] * 50}), range(400)))
+    assert [json.loads(t)["i"] for t in texts] == list(range(400))
+
+
 def test_redaction_hook_and_capture_off(home: Path) -> None:
     def redact(field: str, value: Any) -> Any:
         if field == "input":

@@ -115,7 +115,18 @@ def _fallback(obj: Any) -> Any:
     return to_jsonable(obj, scrub=False)
 
 
-_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_fallback, allow_nan=False)
+_FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_fallback, allow_nan=False)
+try:  # the C encoder built once (JSONEncoder.encode builds one per call); no cycle markers, so it is
+    # stateless and thread-safe: a cycle ends in RecursionError, which sends the value to the full walk
+    from json.encoder import c_make_encoder as _c_make_encoder
+    from json.encoder import encode_basestring as _encode_basestring
+
+    _C_ENCODE = _c_make_encoder(None, _fallback, _encode_basestring, None, ":", ",", False, False, False)
+
+    def _fast_encode(obj: Any) -> str:
+        return "".join(_C_ENCODE(obj, 0))
+except (ImportError, TypeError):  # no C accelerator (or another signature): the pure-Python encoder
+    _fast_encode = _FAST_ENCODER.encode
 
 
 def dumps_capped(obj: Any, cap: int = 65536, *, scrub: bool = True, already_jsonable: bool = False) -> str:
@@ -126,7 +137,7 @@ def dumps_capped(obj: Any, cap: int = 65536, *, scrub: bool = True, already_json
     """
     text: str | None
     try:
-        text = _FAST.encode(obj)
+        text = _fast_encode(obj)
     except (TypeError, ValueError, RecursionError):
         text = None
     if text is not None and len(text) <= cap and not (scrub and _may_hold_secret(text)):
