@@ -123,6 +123,26 @@ def test_crash_then_compaction_before_restart_is_not_replayed(crashed_home: Path
     assert len(ids) == len(set(ids)) == 203 and not journal.exists()
 
 
+def test_interrupted_fold_led_by_a_resent_batch_loses_nothing(crashed_home: Path) -> None:
+    """A client resent a batch (its ack was lost), then new spans; the fold of that segment crashed early."""
+    from tracekit.collector._pipeline import to_ipc
+
+    _restart(crashed_home).close()
+    w_file = next((crashed_home / "spans").glob("w-*.parquet")).name
+    seq = int(w_file[2:-8].split("-")[1]) + 1
+    wal = WriteAheadLog(crashed_home / "_collector" / "wal")
+    wal.open(seq)
+    wal.append([to_ipc(_table(0, 10)), to_ipc(_table(50_000, 5))])  # 10 already stored, 5 new
+    wal.close()
+    journal = crashed_home / "_collector" / "fold.json"
+    journal.write_text(f'{{"version": 1, "first": {seq}, "last": {seq}, "file": "w-{seq:012d}-{seq:012d}.parquet"}}')
+    ing = _restart(crashed_home)
+    assert ing.stats()["replayed"] == 15  # all or nothing: the resent 10 are stored again, as sent
+    ing.close()
+    new = {r["span_id"] for r in _table(50_000, 5).to_pylist()}  # type: ignore[attr-defined]
+    assert new <= set(_ids(crashed_home)) and _segments(crashed_home) == []
+
+
 def test_interrupted_fold_without_a_parquet_file_is_replayed(crashed_home: Path) -> None:
     segs = _segments(crashed_home)
     journal = crashed_home / "_collector" / "fold.json"

@@ -354,26 +354,29 @@ class Ingestor:
         self._folded_seq = self._fold_last = last_seq
 
     def _stored_elsewhere(self, segments: Sequence[Path]) -> bool:
-        """Whether the first spans of these segments already sit in some Parquet file of the store."""
+        """Whether every span of these segments already sits in some Parquet file of the store.
+
+        Every span, not a sample: a segment can start with a batch a client resent (its ack was
+        lost) whose first copy is stored, followed by spans stored nowhere.
+        """
+        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
+        wanted: set[tuple[str, str]] = set()
         for path in segments:
             records, _ = read_segment(path)
-            if records:
-                probe = from_ipc(records[0]).slice(0, 16)
-                break
-        else:
-            return False
+            for record in records:
+                t = from_ipc(record)
+                wanted.update(zip(t.column("trace_id").to_pylist(), t.column("span_id").to_pylist()))
         files = [str(p) for p in self.store.files("spans")]
-        if not files:
+        if not wanted or not files:
             return False
-        keys = probe.column("span_id")
+        keys = pa.array(sorted({span_id for _, span_id in wanted}), type=pa.string())
         data = ds.dataset(files, format="parquet").to_table(
             columns=["trace_id", "span_id"], filter=pc.field("span_id").isin(keys)
         )
         stored = set(zip(data.column("trace_id").to_pylist(), data.column("span_id").to_pylist()))
-        wanted = set(zip(probe.column("trace_id").to_pylist(), probe.column("span_id").to_pylist()))
         return wanted <= stored
 
     # -- reporting ------------------------------------------------------------------------------
