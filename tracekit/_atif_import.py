@@ -78,7 +78,7 @@ def build_spans(doc: dict[str, Any], trace_id: str, now_ns: int, project: str | 
             continue
         extra = (step.get("extra") or {}).get("tracekit") or {}
         latency = extra.get("latency_ms")
-        end = start + int(latency * MS) if isinstance(latency, (int, float)) else (nxt if nxt and nxt >= start else start)
+        end = start + round(latency * MS) if isinstance(latency, (int, float)) else (nxt if nxt and nxt >= start else start)
         calls = step.get("tool_calls") or []
         results = {r.get("source_call_id"): r for r in ((step.get("observation") or {}).get("results") or []) if isinstance(r, dict)}
         metrics = step.get("metrics") or {}
@@ -127,7 +127,7 @@ def build_spans(doc: dict[str, Any], trace_id: str, now_ns: int, project: str | 
             cextra = call.get("extra") or {}
             dur = cextra.get("duration_ms")
             t0 = end + k * 1000
-            t1 = t0 + (int(dur * MS) if isinstance(dur, (int, float)) else 0)
+            t1 = t0 + (round(dur * MS) if isinstance(dur, (int, float)) else 0)
             content = _text(result.get("content"))
             is_error = bool(rextra.get("is_error"))
             n += 1
