@@ -69,6 +69,33 @@ def test_compaction_keeps_every_row(tmp_path: Path) -> None:
     assert store.compact("spans").files_after == 1  # nothing to do
 
 
+class _CompactsAfterListing(Store):
+    """A store whose next listing of `spans` is followed at once by a real compaction (by another Store)."""
+
+    armed = False
+
+    def files(self, table: str) -> list[Path]:
+        listed = super().files(table)
+        if self.armed and table == "spans":
+            self.armed = False
+            Store(self.home).compact("spans")
+        return listed
+
+
+def test_query_survives_a_compaction_between_listing_and_binding(tmp_path: Path) -> None:
+    from tracekit._query import Database
+
+    store = Store(tmp_path / "home")
+    _write_spans(store, 3, 10)
+    db = Database(store.home)
+    db.store = racing = _CompactsAfterListing(store.home)
+    _write_spans(store, 2, 10)  # a new listing, so the next query re-lists (and the compaction follows)
+    racing.armed = True
+    assert db.sql("SELECT count(*) FROM spans").fetchall() == [(50,)]  # every row, once
+    assert not racing.armed and len(store.files("spans")) == 1
+    db.close()
+
+
 def test_interrupted_compaction_rolls_forward(tmp_path: Path) -> None:
     """Crash after the merged file was renamed in but before its sources were deleted."""
     store = Store(tmp_path / "home")

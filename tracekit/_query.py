@@ -90,6 +90,9 @@ def _sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join(sql_literal(p) for p in paths) + "]"
 
 
+COMPACTION_RETRIES = 3  # a statement is bound again at most this often when compactions remove its files
+
+
 class Database:
     """One DuckDB connection whose views cover one store; `refresh()` re-lists files."""
 
@@ -108,33 +111,58 @@ class Database:
             self.con.execute(table.ddl().replace(f"CREATE TABLE {name} ", f"CREATE TABLE _empty_{name} "))
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
+        """Point the table views at the files listed now; True if the listing changed."""
+        import duckdb
+
         with self.lock:
             tables = all_tables()
-            listing = {name: self.store.files(name) for name in tables}
-            signature = tuple((n, tuple(str(p) for p in ps)) for n, ps in sorted(listing.items()))
-            if signature == self._signature:
-                return
-            for name, files in listing.items():
-                if files:
-                    src = (
-                        f"SELECT * FROM _empty_{name} UNION ALL BY NAME "
-                        f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true)"
-                    )
-                else:
-                    src = f"SELECT * FROM _empty_{name}"
-                self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {src}")
+            for attempt in range(COMPACTION_RETRIES + 1):
+                listing = {name: self.store.files(name) for name in tables}
+                signature = tuple((n, tuple(str(p) for p in ps)) for n, ps in sorted(listing.items()))
+                if signature == self._signature:
+                    return False
+                try:
+                    self._point_views(listing)
+                    break
+                except duckdb.IOException as exc:  # a compaction removed listed files: list again
+                    if attempt == COMPACTION_RETRIES:
+                        raise QueryError(f"the store kept changing while its files were listed ({exc}); run the query again") from None
             if self._signature is None:
                 for view, sql in VIEWS.items():
                     self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
             self._signature = signature
+            return True
+
+    def _point_views(self, listing: dict[str, list[Path]]) -> None:
+        for name, files in listing.items():
+            if files:
+                src = (
+                    f"SELECT * FROM _empty_{name} UNION ALL BY NAME "
+                    f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true)"
+                )
+            else:
+                src = f"SELECT * FROM _empty_{name}"
+            self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {src}")  # binds it: reads the files' footers
+
+    def lost_files(self, exc: BaseException) -> bool:
+        """Whether `exc` came from files a compaction removed after the views were made (then the
+        views now cover its output, and running the statement again sees every row once)."""
+        import duckdb
+
+        return isinstance(exc, duckdb.IOException) and self.refresh()
 
     def sql(self, sql: str) -> "duckdb.DuckDBPyRelation":
+        """A relation for `sql`; runs when fetched (a compaction in between can fail the fetch)."""
         self.refresh()
-        try:
-            rel = self.con.sql(sql)
-        except Exception as exc:
-            raise QueryError(self.explain_error(exc)) from None
+        for attempt in range(COMPACTION_RETRIES + 1):
+            try:
+                rel = self.con.sql(sql)
+                break
+            except Exception as exc:
+                if attempt < COMPACTION_RETRIES and self.lost_files(exc):
+                    continue
+                raise QueryError(self.explain_error(exc)) from None
         if rel is None:
             raise QueryError("the statement returned no rows (tracekit.query is for SELECT-style queries)")
         return rel

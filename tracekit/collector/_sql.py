@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import QueryError
-from .._query import Database
+from .._query import COMPACTION_RETRIES, Database
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -120,6 +120,17 @@ class SqlService:
         return self._execute(sql, params, limit, self.limits.timeout).table
 
     def _execute(self, sql: str, params: list[Any] | None, cap: int, timeout: float, validate: bool = False) -> SqlResult:
+        for _ in range(COMPACTION_RETRIES):
+            try:
+                return self._execute_once(sql, params, cap, timeout, validate, retry=True)
+            except _FilesMoved:
+                continue  # the views now cover the compaction's output: run it again
+        return self._execute_once(sql, params, cap, timeout, validate, retry=False)
+
+    def _execute_once(
+        self, sql: str, params: list[Any] | None, cap: int, timeout: float, validate: bool, *, retry: bool
+    ) -> SqlResult:
+        """One run; with `retry`, _FilesMoved when a compaction removed files under it."""
         import duckdb
         import pyarrow as pa
 
@@ -170,6 +181,8 @@ class SqlService:
                 raise SqlRefused(f"refused: {_first_line(exc)}; {SCOPE}") from None
             raise QueryError(self.db.explain_error(exc)) from None
         except duckdb.Error as exc:
+            if retry and self.db.lost_files(exc):
+                raise _FilesMoved from None
             raise QueryError(self.db.explain_error(exc)) from None
         finally:
             timer.cancel()
@@ -178,6 +191,10 @@ class SqlService:
 
     def close(self) -> None:
         self.db.close()
+
+
+class _FilesMoved(Exception):
+    """A compaction removed files a statement was reading; the views have been refreshed."""
 
 
 def _first_line(exc: BaseException) -> str:
