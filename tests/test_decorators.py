@@ -329,3 +329,26 @@ def test_experiment_tagging(home: Path) -> None:
         pass
     s = spans_by_name(home)
     assert s["in-exp"]["experiment_id"] == "exp-42" and s["no-exp"]["experiment_id"] is None
+
+
+def test_reconfiguring_while_threads_end_spans_loses_none(home: Path) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporters = [InMemorySpanExporter()]
+    tracekit.configure(home=home, project="test", exporter=exporters[0])
+
+    def work() -> None:
+        for _ in range(4000):
+            with tracekit.span("s"):
+                pass
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):  # each configure() swaps the pipeline under the writers
+        exporters.append(InMemorySpanExporter())
+        tracekit.configure(home=home, project="test", exporter=exporters[-1])
+    for t in threads:
+        t.join()
+    tracekit.flush()
+    assert len(exporters) > 2 and sum(len(e.get_finished_spans()) for e in exporters) == 16_000

@@ -72,6 +72,16 @@ class _TracekitProcessor(SpanProcessor):
     def __init__(self) -> None:
         self.inner: SpanProcessor | None = None
         self.settings: Settings | None = None
+        self._swap = threading.Lock()  # an on_end never hands a span to a pipeline swap() shut down
+
+    def swap(self, inner: SpanProcessor, settings: Settings) -> None:
+        """Send spans that end from now on to `inner`; the old pipeline is flushed and shut down."""
+        with self._swap:
+            old = self.inner
+            self.settings = settings
+            self.inner = inner
+        if old is not None:
+            old.shutdown()  # flushes what it holds to the old destination
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         s = self.settings
@@ -85,9 +95,10 @@ class _TracekitProcessor(SpanProcessor):
             span.set_attribute(EXPERIMENT_ATTR, exp)
 
     def on_end(self, span: ReadableSpan) -> None:
-        inner = self.inner
-        if inner is not None:
-            inner.on_end(span)
+        with self._swap:
+            inner = self.inner
+            if inner is not None:
+                inner.on_end(span)
 
     def shutdown(self) -> None:
         if self.inner is not None:
@@ -177,12 +188,8 @@ def _install(settings: Settings, exporter: SpanExporter | None) -> None:
         max_export_batch_size=4096,
         schedule_delay_millis=settings.batch_delay_ms,
     )
-    old = _processor.inner
-    _processor.settings = settings
-    _processor.inner = new_inner
+    _processor.swap(new_inner, settings)
     _exporter = exporter
-    if old is not None:
-        old.shutdown()  # flushes what it holds to the old destination
     if _provider is None:
         current = otel_trace.get_tracer_provider()
         if isinstance(current, TracerProvider):
