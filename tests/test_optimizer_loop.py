@@ -95,6 +95,16 @@ def test_crash_timeout_invalid_and_one_repair(tmp_path: Path) -> None:
     repair_ctx = script.contexts[2]
     assert repair_ctx.repair is not None and "not found" in repair_ctx.repair and "LR = 7" in repair_ctx.repair
     assert "## Repair needed" in repair_ctx.prompt
+    # the last context's task card, history and diffs cover every experiment recorded before it
+    last = script.contexts[5].prompt
+    assert "- best so far: main-0003 with 1.86248" in last
+    assert "- experiments so far: 1 baseline, 1 crash, 2 invalid, 1 keep, 1 timeout" in last
+    history = last.split("## History")[1].split("\n## ")[0]
+    assert [ln.split(" | ")[0] for ln in history.splitlines() if ln.startswith("| main-")] == [
+        "| main-0000", "| main-0001", "| main-0002", "| main-0003", "| main-0004", "| main-0005"]
+    assert "KeyError" in history
+    diffs = last.split("## Diffs of the last experiments")[1].split("\n## ")[0]
+    assert "### main-0004 (timeout)" in diffs and "### main-0000" not in diffs
     # the ledger in SQL: why did the crashes crash?
     why = tracekit.query("SELECT experiment_id, status, error FROM experiments WHERE status IN ('crash','timeout') "
                          "ORDER BY seq", home=s.home).fetchall()

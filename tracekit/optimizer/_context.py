@@ -1,17 +1,20 @@
-"""The proposer's context: sections, each a SQL query over the store with a size budget.
+"""The proposer's context: sections, each rendered from the store with a size budget.
 
-A `Section` renders markdown from the store (`experiments`, `spans`, `metrics`) for one proposal;
+A `Section` renders markdown for one proposal from the run's `experiments` rows (the ledger's,
+already in memory) and SQL over the store (`spans`, `metrics` and the other views);
 its text is cut to its budget by head/tail elision ("... 812 lines elided ..."), and when all
 sections together exceed the total budget the least important ones shrink first. Sections marked
 `trace=True` (errors and stack traces, metric curves, output tails, slowest spans) are left out with
 `--feedback scores`, for ablations. Other components add sections with `register_section()`.
 
     builder = ContextBuilder(home, target, run_id, feedback="traces")
-    system, prompt = builder.render(parent_row, rows, files, repair=None)
+    system = builder.system()
+    prompt = builder.render(Database(home), parent_row, ledger.rows, files, repair=None)
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +66,7 @@ class SectionInput:
     target: "Target"
     run_id: str
     parent: dict[str, Any]
-    rows: list[dict[str, Any]]  # ledger rows of the run, oldest first
+    rows: list[dict[str, Any]]  # the run's `experiments` rows (the ledger's, in memory), oldest first
     files: dict[str, str]
     focus: list[dict[str, Any]]  # experiments whose traces to show: the parent and recent runs
     repair: str | None = None
@@ -114,23 +117,22 @@ def _repair(inp: SectionInput) -> str:
 
 def _task(inp: SectionInput) -> str:
     t = inp.target
-    best = inp.sql(
-        f"SELECT experiment_id, metric FROM experiments WHERE run_id = {sql_literal(inp.run_id)} AND status IN ('baseline','keep') "
-        f"AND metric IS NOT NULL ORDER BY metric {'DESC' if t.direction == 'max' else 'ASC'} LIMIT 1")
-    counts = inp.sql(f"SELECT status, count(*) AS n FROM experiments WHERE run_id = {sql_literal(inp.run_id)} GROUP BY status ORDER BY status")
+    scored = [r for r in inp.rows if r["status"] in ("baseline", "keep") and r.get("metric") is not None]
+    best = (max if t.direction == "max" else min)(scored, key=lambda r: r["metric"]) if scored else None
+    counts = Counter(r["status"] for r in inp.rows)
     lines = [
         f"- metric: `{t.metric}`, {'lower' if t.direction == 'min' else 'higher'} is better",
         f"- incumbent (the code below): experiment {inp.parent.get('experiment_id')} with {t.metric} = {_fmt(inp.parent.get('metric'))}",
     ]
     if best:
-        lines.append(f"- best so far: {best[0]['experiment_id']} with {_fmt(best[0]['metric'])}")
+        lines.append(f"- best so far: {best['experiment_id']} with {_fmt(best['metric'])}")
     noise = inp.parent.get("noise")
     if noise is not None:
         lines.append(f"- run-to-run noise (stdev over baseline runs): {_fmt(noise)}; a keep must improve by more than "
                      f"{_fmt(inp.parent.get('threshold'))}")
     lines.append(f"- time budget per run: {t.budget_s:g} s wall clock (enforced outside the code)")
     if counts:
-        lines.append("- experiments so far: " + ", ".join(f"{c['n']} {c['status']}" for c in counts))
+        lines.append("- experiments so far: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     return "\n".join(lines)
 
 
@@ -143,14 +145,12 @@ def _files(inp: SectionInput) -> str:
 
 def _history(inp: SectionInput) -> str:
     trace = inp.trace
-    rows = inp.sql(
-        f"SELECT seq, experiment_id, status, metric, improvement, description, error, run_status FROM experiments "
-        f"WHERE run_id = {sql_literal(inp.run_id)} ORDER BY seq DESC LIMIT 25")
+    rows = inp.rows[-25:]
     if not rows:
         return ""
     lines = ["| id | status | metric | vs incumbent | description |" + (" why it failed |" if trace else ""),
              "|---|---|---|---|---|" + ("---|" if trace else "")]
-    for r in reversed(rows):
+    for r in rows:
         imp = r["improvement"]
         cells = [r["experiment_id"], r["status"], _fmt(r["metric"]),
                  "—" if imp is None else f"{imp:+.4g}", (r["description"] or "").replace("|", "/")[:200]]
@@ -163,11 +163,9 @@ def _history(inp: SectionInput) -> str:
 
 
 def _recent_diffs(inp: SectionInput) -> str:
-    rows = inp.sql(
-        f"SELECT experiment_id, status, improvement, diff FROM experiments WHERE run_id = {sql_literal(inp.run_id)} "
-        f"AND status NOT IN ('baseline') AND diff IS NOT NULL AND diff <> '' ORDER BY seq DESC LIMIT 3")
+    rows = [r for r in inp.rows if r["status"] != "baseline" and r.get("diff")][-3:]
     parts = []
-    for r in reversed(rows):
+    for r in rows:
         imp = "" if r["improvement"] is None else f", {r['improvement']:+.4g} vs its incumbent"
         parts.append(f"### {r['experiment_id']} ({r['status']}{imp})\n```diff\n{elide(r['diff'].rstrip(), 2500)}\n```")
     return "\n\n".join(parts)
