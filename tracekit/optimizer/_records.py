@@ -116,7 +116,7 @@ class Recorder:
         if span is None:
             return None, None
         c = span.get_span_context()
-        return format(c.trace_id, "032x"), format(c.span_id, "016x")
+        return otel_trace.format_trace_id(c.trace_id), otel_trace.format_span_id(c.span_id)
 
     # -- new experiments ------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from .._errors import OptimizerError
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 COMPACT_EVERY = 20
 
 
-def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str, traceparent: str) -> Any:
+def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str) -> Any:
     from tracekit.sandbox import RunSpec
 
     t = rec.target
@@ -38,7 +39,7 @@ def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str, traceparent
         command=t.run_argv(), workspace=workspace, budget_s=t.budget_s, grace_s=t.grace_s, memory_mb=t.memory_mb,
         max_procs=t.max_procs, disk_mb=t.disk_mb, output_bytes=t.output_bytes, network=t.network, env=dict(t.env),
         ro_paths=ro, metric=t.metric, experiment_id=f.experiment_id, trace_home=rec.session.home, backend=backend,
-        run_dir=run_dir, traceparent=traceparent,
+        run_dir=run_dir,
     )
 
 
@@ -47,9 +48,8 @@ def launch(rec: "Recorder", executor: Executor, f: Flight, backend: str) -> Flig
     ws = rec.session.workspace(f.experiment_id, f.candidate.files)
     f.run_span = rec._span("optimizer.run", "run", f.root, f.experiment_id,
                            **{"tracekit.optimizer.attempt": f.attempt, "tracekit.optimizer.run_index": len(f.results) + 1})
-    trace_id, span_id = rec._ids(f.run_span)
-    spec = _spec(rec, f, ws, backend, f"00-{trace_id}-{span_id}-01")
-    f.handle = executor.submit(spec)
+    with otel_trace.use_span(f.run_span, end_on_exit=False):  # the executor makes the run a child of this span
+        f.handle = executor.submit(_spec(rec, f, ws, backend))
     rec.on_event("launched", {"experiment_id": f.experiment_id, "baseline": f.baseline, "attempt": f.attempt,
                                "description": f.proposal.rationale if f.proposal else ""})
     return f

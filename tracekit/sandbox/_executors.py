@@ -29,10 +29,9 @@ def current_traceparent() -> str | None:
     """The W3C traceparent of the current span (so a run submitted inside a span is its child)."""
     from opentelemetry import trace as otel_trace
 
-    ctx = otel_trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    from ._spans import traceparent_of
+
+    return traceparent_of(otel_trace.get_current_span())
 
 
 def prepare_spec(spec: RunSpec) -> RunSpec:

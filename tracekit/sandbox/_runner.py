@@ -44,7 +44,7 @@ def cgroup_layout() -> _cgroup.Layout:
         return _layout
 
 
-def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_id: str, traceparent: str,
+def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_id: str, traceparent: str | None,
               project: str, backend: str) -> dict[str, str]:
     """The candidate's whole environment: allowlisted host variables, explicit ones, then the sandbox's own."""
     env: dict[str, str] = {}
@@ -67,9 +67,12 @@ def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_
         "TRACEKIT_RUN_ID": run_id,
         "TRACEKIT_EXPERIMENT_ID": experiment_id,
         "TRACEKIT_PROJECT": project,
-        "TRACEPARENT": traceparent,
         "TRACEKIT_SANDBOX": backend,
     })
+    if traceparent:  # absent only when no tracing SDK records the run span
+        env["TRACEPARENT"] = traceparent
+    else:
+        env.pop("TRACEPARENT", None)
     return env
 
 

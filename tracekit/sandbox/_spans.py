@@ -56,6 +56,15 @@ def _private_tracer(key: str, home: Path, settings: Any) -> otel_trace.Tracer:
     return _private[key]
 
 
+def traceparent_of(span: otel_trace.Span) -> str | None:
+    """The W3C `traceparent` of `span` (None if it is invalid): a process started with it is its child."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, context=otel_trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
 class RunSpan:
     """The span of kind `run` around one sandboxed run; its context is the candidate's TRACEPARENT."""
 
@@ -70,12 +79,12 @@ class RunSpan:
         attrs = {KIND_ATTR: "run", **attributes}
         self.span = self.tracer.start_span(name, context=ctx, attributes=attrs)
         sc = self.span.get_span_context()
-        self.trace_id = format(sc.trace_id, "032x")
-        self.span_id = format(sc.span_id, "016x")
+        self.trace_id = otel_trace.format_trace_id(sc.trace_id)
+        self.span_id = otel_trace.format_span_id(sc.span_id)
 
     @property
-    def traceparent(self) -> str:
-        return f"00-{self.trace_id}-{self.span_id}-01"
+    def traceparent(self) -> str | None:
+        return traceparent_of(self.span)
 
     def finish(self, result: "RunResult", command: list[str]) -> None:
         handle = SpanHandle(self.span)
