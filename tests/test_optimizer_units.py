@@ -194,3 +194,16 @@ def test_search_learns_from_the_ledger() -> None:
     # a crash makes a move the last resort
     crashed = _moves([_hist("crash", 'MODE = "a"', 'MODE = "c"', 0.0)])
     assert crashed[-1] == 'MODE "a" -> "c" (crashed before)'
+
+
+def test_output_tail_is_the_sandbox_text_cut_to_its_end(tmp_path: Path) -> None:
+    from tracekit.optimizer._runs import _tail
+    from tracekit.sandbox import CapturedOutput
+
+    whole = CapturedOutput("head\n", "last line\n", 5 + 10, False, tmp_path / "out").to_dict()
+    assert _tail(whole) == "head\nlast line\n"
+    cut = CapturedOutput("H" * 50, "T" * 50 + "\nTraceback: boom\n", 10_000, True, tmp_path / "out").to_dict()
+    text = _tail(cut, limit=80)
+    assert text is not None and len(text) == 80 and text.endswith("Traceback: boom\n")
+    assert "bytes elided" in (_tail(cut) or "")
+    assert _tail({}) is None

@@ -235,8 +235,10 @@ def _key_values(captured: Any) -> dict[str, float]:
 
 
 def _tail(captured: Any, limit: int = 8000) -> str | None:
+    """The last `limit` characters of a run's captured stream (the sandbox's head + tail, elision marked)."""
     if not captured:
         return None
-    head, tail = captured.get("head") or "", captured.get("tail") or ""
-    text = head + tail if not captured.get("truncated") else head[-2000:] + "\n[...]\n" + tail
+    from tracekit.sandbox import CapturedOutput
+
+    text = CapturedOutput.from_dict(captured).text()
     return text[-limit:] if text else None
