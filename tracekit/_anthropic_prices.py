@@ -42,10 +42,15 @@ class ModelPrice:
     cache_write: float | None = None  # default: 1.25 x input (5-minute cache)
     cache_read: float | None = None  # default: 0.1 x input
 
-    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float:
+    def rates(self) -> tuple[float, float, float, float]:
+        """(input, output, cache write, cache read), the cache defaults filled in."""
         cw = self.cache_write if self.cache_write is not None else self.input * 1.25
         cr = self.cache_read if self.cache_read is not None else self.input * 0.1
-        return (input_tokens * self.input + output_tokens * self.output + cache_write * cw + cache_read * cr) / 1e6
+        return self.input, self.output, cw, cr
+
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float:
+        p_in, p_out, cw, cr = self.rates()
+        return (input_tokens * p_in + output_tokens * p_out + cache_write * cw + cache_read * cr) / 1e6
 
 
 DEFAULT_PRICES: dict[str, ModelPrice] = {
@@ -77,7 +82,6 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 
 _lock = threading.Lock()
 _prices: dict[str, ModelPrice] | None = None
-_version = 0
 
 
 def _coerce(model: str, value: Any) -> ModelPrice:
@@ -119,22 +123,20 @@ def model_prices() -> dict[str, ModelPrice]:
 
 def set_model_prices(prices: Mapping[str, ModelPrice | Mapping[str, float]], *, replace: bool = False) -> None:
     """Add or change prices (USD per million tokens); `replace=True` drops the rest of the table."""
-    global _prices, _version
+    global _prices
     new = {str(k): _coerce(str(k), v) for k, v in prices.items()}
     table = {} if replace else dict(_load())
     table.update(new)
     with _lock:
         _prices = table
-        _version += 1
     _refresh_views()
 
 
 def reset_model_prices() -> None:
     """Back to the defaults plus `TRACEKIT_PRICES` (re-read now)."""
-    global _prices, _version
+    global _prices
     with _lock:
         _prices = None
-        _version += 1
     _load()
     _refresh_views()
 
@@ -161,11 +163,11 @@ def model_cost(model: str | None, input_tokens: int = 0, output_tokens: int = 0,
 
 def prices_sql() -> str:
     """The table as a SQL VALUES list: (prefix, input, output, cache_write, cache_read)."""
+    from ._query import sql_literal
+
     rows = []
     for key, p in sorted(_load().items()):
-        cw = p.cache_write if p.cache_write is not None else p.input * 1.25
-        cr = p.cache_read if p.cache_read is not None else p.input * 0.1
-        rows.append(f"('{key.replace(chr(39), chr(39) * 2)}', {p.input!r}, {p.output!r}, {cw!r}, {cr!r})")
+        rows.append(f"({sql_literal(key)}, " + ", ".join(repr(r) for r in p.rates()) + ")")
     if not rows:
         rows.append("(NULL, 0.0, 0.0, 0.0, 0.0)")
     return "(VALUES " + ", ".join(rows) + ") AS prices(prefix, p_input, p_output, p_cache_write, p_cache_read)"
