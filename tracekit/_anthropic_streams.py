@@ -18,18 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
+from ._anthropic_content import _get
 from ._json import to_jsonable
 
 if TYPE_CHECKING:
     from ._anthropic_call import Call
 
 log = logging.getLogger("tracekit")
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 class Accumulator:
