@@ -214,3 +214,18 @@ def test_import_keeps_recorded_durations_to_the_nanosecond(home: Path) -> None:
     tid = tracekit.import_atif(doc)
     t = tracekit.trajectory(tid)
     assert t.agent_steps[0].latency_ms == 1.000001 and t.tool_calls[0].duration_ms == 1.000004
+
+
+def test_import_caps_big_fields_like_the_instrumentation(home: Path) -> None:
+    tracekit.configure(home=home, max_field_chars=2000)
+    big = "x" * 50_000
+    doc = {"schema_version": "ATIF-v1.7", "agent": {"name": "a"}, "steps": [
+        {"step_id": 1, "source": "user", "message": big},
+        {"step_id": 2, "source": "agent", "message": "read it", "model_name": "m",
+         "tool_calls": [{"tool_call_id": "c1", "function_name": "read", "arguments": {"path": "f"}}],
+         "observation": {"results": [{"source_call_id": "c1", "content": big}]}}]}
+    tid = tracekit.import_atif(doc)
+    [llm] = rows(f"SELECT input_messages FROM llm_calls WHERE trace_id = '{tid}'", home)
+    [tool] = rows(f"SELECT result FROM tool_calls WHERE trace_id = '{tid}'", home)
+    assert len(llm["input_messages"]) < 2500 and len(tool["result"]) < 2500
+    assert json.loads(llm["input_messages"])[0]["parts"][0]["content"].startswith("xxx")

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ._config import get_settings
 from ._errors import TrajectoryError
+from ._json import dumps_capped
 from ._spanrows import KIND_ATTR, RawSpan, span_row, spans_table
 
 MS = 1_000_000
@@ -18,7 +20,8 @@ def _span_id(trace_id: str, n: int) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON under the configured field cap, as the instrumentations store messages."""
+    return dumps_capped(value, get_settings().max_field_chars, scrub=False)
 
 
 def _times(steps: list[dict[str, Any]], now_ns: int) -> list[int]:
@@ -179,13 +182,12 @@ def _text(value: Any) -> str:
 
 
 def store_trajectory(doc: dict[str, Any], *, trace_id: str, home: str | Path | None, project: str | None, now_ns: int) -> str:
-    from ._config import get_settings
-    from ._query import database
+    from ._query import database, sql_literal
     from ._store import Store
 
     home = home if home is not None else get_settings().home
     db = database(home)
-    if db.sql(f"SELECT 1 FROM spans WHERE trace_id = '{trace_id}' LIMIT 1").fetchall():
+    if db.sql(f"SELECT 1 FROM spans WHERE trace_id = {sql_literal(trace_id)} LIMIT 1").fetchall():
         raise TrajectoryError(f"this trajectory is already in the store as trace {trace_id} "
                               f"(see it with: tracekit traces show {trace_id[:12]} --transcript)")
     proj = project or get_settings().project
