@@ -170,9 +170,10 @@ def _trajectory(inp: "SectionInput", trace_id: str) -> list[str]:
     tid = sql_literal(trace_id)
     judge = (f"SELECT span_id FROM spans WHERE trace_id = {tid} AND kind = 'eval' AND name LIKE 'score/%'")
     llm = inp.sql(f"SELECT span_id, start_time, model, stop_reason, input_messages, output_messages, error_type, error_message "
-                  f"FROM llm_calls WHERE trace_id = {tid} AND (parent_span_id IS NULL OR parent_span_id NOT IN ({judge}))")
+                  f"FROM llm_calls WHERE trace_id = {tid} AND (parent_span_id IS NULL OR parent_span_id NOT IN ({judge})) "
+                  "ORDER BY start_time, span_id")
     tools = inp.sql(f"SELECT span_id, start_time, call_id, name, arguments, result, status, error FROM tool_calls "
-                    f"WHERE trace_id = {tid}")
+                    f"WHERE trace_id = {tid} ORDER BY start_time, span_id NULLS LAST, call_id")
     seen = _seen_by_model([c["input_messages"] for c in llm])
     steps: list[tuple[Any, str]] = []
     for c in llm:
@@ -192,7 +193,7 @@ def _trajectory(inp: "SectionInput", trace_id: str) -> list[str]:
         if model_view is not None and model_view.strip() != shown.strip():
             line += f"\n   the model was sent: {_ends(model_view, 240)}"
         steps.append((t["start_time"], line))
-    steps.sort(key=lambda s: (s[0] is None, s[0]))
+    steps.sort(key=lambda s: (s[0] is None, s[0]))  # stable: equal times keep the SQL order, LLM calls first
     lines = [f"{i}. {s}" for i, (_, s) in enumerate(steps[:MAX_STEPS], 1)]
     if len(steps) > MAX_STEPS:
         lines.append(f"… {len(steps) - MAX_STEPS} more steps")
