@@ -15,7 +15,7 @@ tracekit specifics (span ids, latency, stop reason, errors) go in `extra` object
 Import: any `ATIF-v1.x` document becomes a trace: an `agent` root span, an `llm` span per agent
 step (GenAI attributes; `gen_ai.input.messages` holds the messages new to that step: the user
 turns and tool results since the previous step) and an `execute_tool` span per tool call with its
-observation as result. Timestamps come from the steps (missing ones are spaced 1 ms apart). The
+observation as result (all under the `max_field_chars` cap). Timestamps come from the steps (missing ones are spaced 1 ms apart). The
 trace id is derived from the document, so importing the same file twice is refused, not duplicated.
 """
 
