@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from .._config import get_settings
 from . import _cgroup, _metrics, _spans, _workspace
-from ._backends import LOCAL_WARNING, choose
+from ._backends import LOCAL_WARNING, choose, host_uid
 from ._spec import RunResult, RunSpec
 from ._supervise import Outcome, Supervisor
 
@@ -44,7 +45,7 @@ def cgroup_layout() -> _cgroup.Layout:
         return _layout
 
 
-def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_id: str, traceparent: str | None,
+def build_env(spec: RunSpec, *, tmp: str, io_dir: str, run_id: str, experiment_id: str, traceparent: str | None,
               project: str, backend: str) -> dict[str, str]:
     """The candidate's whole environment: allowlisted host variables, explicit ones, then the sandbox's own."""
     env: dict[str, str] = {}
@@ -62,8 +63,8 @@ def build_env(spec: RunSpec, *, tmp: str, io_dir: Path, run_id: str, experiment_
         env.update({"USER": "sandbox", "LOGNAME": "sandbox"})
     env.update(spec.env)
     env.update({
-        "TRACEKIT_RESULT": str(io_dir / "result.json"),
-        "TRACEKIT_HOME": str(io_dir / "spool"),
+        "TRACEKIT_RESULT": f"{io_dir}/result.json",
+        "TRACEKIT_HOME": f"{io_dir}/spool",
         "TRACEKIT_RUN_ID": run_id,
         "TRACEKIT_EXPERIMENT_ID": experiment_id,
         "TRACEKIT_PROJECT": project,
@@ -91,11 +92,13 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
     settings = get_settings()
     home = Path(spec.trace_home or settings.home).resolve()
     run_dir = Path(spec.run_dir).resolve() if spec.run_dir else Path(tempfile.mkdtemp(prefix=f"tracekit-run-{run_id}-"))
-    workspace, io_dir, tmp_dir = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude)
+    uid = host_uid(run_id) if backend.isolated else None
+    folders = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude, isolated=backend.isolated, owner=uid)
+    inside = backend.inside(run_dir)
     saved = spec.to_dict()  # values of credential-like variables never reach the disk
     saved["env"] = {k: ("<redacted>" if SECRETISH.search(k) else v) for k, v in saved["env"].items()}
     (run_dir / "spec.json").write_text(json.dumps(saved, indent=1, default=str))
-    before = _workspace.snapshot(workspace)
+    before = {} if backend.isolated else _workspace.snapshot(folders.workspace)
     argv = spec.argv()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
     span = _spans.RunSpan(spec.name or "sandbox.run", home, spec.traceparent, {
@@ -103,10 +106,10 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
         "tracekit.run.command": json.dumps(argv)[:4096], "tracekit.run.budget_s": spec.budget_s,
     })
     try:
-        env = build_env(spec, tmp=backend.sandbox_tmp(tmp_dir), io_dir=io_dir, run_id=run_id,
+        env = build_env(spec, tmp=inside.tmp, io_dir=inside.io, run_id=run_id,
                         experiment_id=experiment_id, traceparent=span.traceparent, project=settings.project,
                         backend=backend.name)
-        sup = Supervisor(spec, backend, cgroup_layout(), run_id, argv, env, workspace, io_dir, tmp_dir, run_dir, cancel)
+        sup = Supervisor(spec, backend, cgroup_layout(), run_id, argv, env, folders, inside, uid, cancel)
         out = sup.run()
     except BaseException as exc:
         from opentelemetry.trace import Status, StatusCode
@@ -115,21 +118,24 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
         span.span.end()
         raise
     assert out.stdout is not None and out.stderr is not None
+    io_dir = folders.io
     report = _metrics.read_result_file(io_dir, "result.json", spec.result_bytes)
     if report is None:
         report = _metrics.parse_stdout(out.stdout.text(), spec.metric)
     metric_error = _metrics.metric_problem(report, spec.metric)
     oom = out.oom or (out.limits.get("memory_enforced_by") == "rlimit_as" and out.exit_code not in (0, None)
                       and "MemoryError" in out.stderr.tail + out.stderr.head)
+    failed = out.exit_code != 0 or out.signal is not None
     status = _metrics.decide_status(killed=out.reason == "killed", timed_out=out.reason == "timeout", oom=oom,
-                                    output_limit=out.reason == "output_limit", exit_code=out.exit_code,
+                                    output_limit=out.reason == "output_limit" or (out.disk_full and failed),
+                                    exit_code=out.exit_code,
                                     signal=out.signal, metric_error=metric_error)
-    changed = _workspace.changed(before, _workspace.snapshot(workspace))
+    changed = out.changed_files if backend.isolated else _workspace.changed(before, _workspace.snapshot(folders.workspace))
     result = RunResult(
         run_id=run_id, status=status, exit_code=out.exit_code, signal=out.signal, wall_s=out.wall_s, cpu_s=out.cpu_s,
         peak_memory_mb=out.peak_memory_mb, metrics=dict(report.metrics), metric_source=report.source,
         error=_error_text(status, out, spec, metric_error), stdout=out.stdout, stderr=out.stderr,
-        changed_files=changed, workspace=workspace, run_dir=run_dir, backend=backend.name, limits=out.limits,
+        changed_files=changed, workspace=folders.workspace, run_dir=run_dir, backend=backend.name, limits=out.limits,
         trace_id=span.trace_id, span_id=span.span_id, experiment_id=experiment_id, metric=spec.metric,
         started_at=started_at, notes=list(out.notes),
     )
@@ -138,6 +144,9 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
     except Exception as exc:  # the store must not lose the run's result over a bad spool
         result.spans_ingested, problems = 0, [f"spans from the run could not be stored: {exc}"]
     result.notes.extend(f"traces: {p}" for p in problems[:20])
+    if backend.isolated:  # the first contents are the source's; the run's own were copied out
+        shutil.rmtree(folders.seed, ignore_errors=True)
+        shutil.rmtree(folders.tmp, ignore_errors=True)
     span.finish(result, argv)
     (run_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result

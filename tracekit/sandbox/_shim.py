@@ -27,16 +27,6 @@ import sys
 import threading
 import time
 
-LANDLOCK_SYSCALLS = (444, 445, 446)  # create_ruleset, add_rule, restrict_self (same on every arch)
-FILE_RIGHTS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14) | (1 << 15)
-RO_RIGHTS = (1 << 0) | (1 << 2) | (1 << 3)
-
-
-class PathBeneath(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
 class CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -65,56 +55,63 @@ def lo_up():
         s.close()
 
 
-def landlock_ruleset(rules):
-    """A ruleset fd allowing `rules` ({"ro": [...], "rw": [...]}) and nothing else; (fd, abi)."""
-    create, add_rule, _ = LANDLOCK_SYSCALLS
-    abi = libc.syscall(create, None, 0, 1)
-    if abi < 1:
-        return None, 0
-    handled = (1 << 13) - 1
-    if abi >= 2:
-        handled |= 1 << 13
-    if abi >= 3:
-        handled |= 1 << 14
-    if abi >= 5:
-        handled |= 1 << 15
-    attr = ctypes.c_uint64(handled)
-    fd = libc.syscall(create, ctypes.byref(attr), 8, 0)
-    if fd < 0:
-        return None, 0
-    for kind, paths in (("ro", rules.get("ro", [])), ("rw", rules.get("rw", []))):
-        for path in paths:
-            try:
-                pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                access = handled if kind == "rw" else RO_RIGHTS
-                if not os.path.isdir(path):
-                    access &= FILE_RIGHTS & handled
-                rule = PathBeneath(access, pfd)
-                libc.syscall(add_rule, fd, 1, ctypes.byref(rule), 0)
-            finally:
-                os.close(pfd)
-    return fd, abi
-
-
-def drop_privileges(ruleset_fd):
-    """No new privileges, no capabilities (bounding, ambient, effective), then the Landlock rules."""
+def drop_privileges(drop):
+    """Leave root for good: `drop` {uid, gid} (real root) or stay uid 0 of the user namespace; either
+    way no capabilities (bounding, ambient, effective, permitted), securebits locked, no new privileges."""
     for cap in range(64):
         libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
-    libc.prctl(28, 0b11101111, 0, 0, 0)  # PR_SET_SECUREBITS: noroot, no_setuid_fixup, keep_caps_locked, no_ambient_raise (+ locks)
+    if drop is not None:
+        os.setgroups([])
+        os.setresgid(drop["gid"], drop["gid"], drop["gid"])
+        os.setresuid(drop["uid"], drop["uid"], drop["uid"])
+        if 0 in os.getresuid() or 0 in os.getresgid():
+            raise OSError(errno.EPERM, "could not leave root")
+    else:
+        libc.prctl(28, 0b11101111, 0, 0, 0)  # PR_SET_SECUREBITS: noroot, no_setuid_fixup, keep_caps_locked, no_ambient_raise (+ locks)
     libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
     libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-    if ruleset_fd is not None and libc.syscall(LANDLOCK_SYSCALLS[2], ruleset_fd, 0) != 0:
-        raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
     hdr = CapHeader(0x20080522, 0)
     data = (CapData * 2)()
     if libc.capset(ctypes.byref(hdr), data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
-def child(cfg, env, ruleset_fd):
+class SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+def load_seccomp(fd):
+    """Install the BPF program read from `fd` (built by the harness with libseccomp) on this process."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    n = len(data) // 8
+    prog = (SockFilter * n).from_buffer_copy(data[: n * 8])
+    fprog = SockFprog(n, ctypes.cast(prog, ctypes.POINTER(SockFilter)))
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "cannot install the seccomp filter")
+
+
+def seed(cfg):
+    """Copy the workspace's first contents into the run's tmpfs (symlinks as symlinks, specials skipped)."""
+    import shutil
+
+    def ignore(folder, names):
+        return [n for n in names if not (os.path.isdir(os.path.join(folder, n)) or os.path.islink(os.path.join(folder, n))
+                                         or os.path.isfile(os.path.join(folder, n)))]
+
+    shutil.copytree(cfg["from"], cfg["to"], symlinks=True, ignore=ignore, dirs_exist_ok=True)
+
+
+def child(cfg, env):
     argv = cfg["argv"]
     try:
         os.setsid()
@@ -132,8 +129,6 @@ def child(cfg, env, ruleset_fd):
             if cur_hard != resource.RLIM_INFINITY:
                 hard = min(hard, cur_hard)
             resource.setrlimit(which, (min(soft, hard), hard))
-        if cfg.get("drop_caps"):
-            drop_privileges(ruleset_fd)
         os.chdir(cfg["cwd"])
         os.execvpe(argv[0], argv, env)
     except OSError as exc:
@@ -305,14 +300,19 @@ def main():
         libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans (daemons) stay in our tree
     if cfg.get("lo_up"):
         lo_up()
-    if cfg.get("tmpfs"):
-        t = cfg["tmpfs"]
-        opts = f"size={int(t['size'])},mode=1777".encode()
-        if libc.mount(b"tmpfs", t["path"].encode(), b"tmpfs", 0, opts) != 0:
-            raise OSError(ctypes.get_errno(), f"cannot mount a tmpfs on {t['path']}")
-    ruleset_fd, abi = (None, 0)
-    if cfg.get("landlock") is not None:
-        ruleset_fd, abi = landlock_ruleset(cfg["landlock"])
+    if cfg.get("view") is not None:  # the unshare backend: build the file system view, then leave root
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _view
+
+        drop = cfg.get("drop")
+        _view.build(cfg["view"], owner=(drop["uid"], drop["gid"]) if drop else None)
+        socket.sethostname("sandbox")
+        drop_privileges(drop)
+        if cfg.get("seccomp_fd") is not None:
+            load_seccomp(cfg["seccomp_fd"])
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the run cannot ptrace this process or open its /proc files
+    if cfg.get("seed"):
+        seed(cfg["seed"])
     env = dict(os.environ)
     receiver = Receiver(cfg["otlp"]) if cfg.get("otlp") else None
     if receiver is not None:
@@ -325,7 +325,7 @@ def main():
             "OTEL_METRICS_EXPORTER": "none",
             "OTEL_LOGS_EXPORTER": "none",
         })
-    send(st, ev="ready", landlock=abi, otlp_port=receiver.port if receiver else None)
+    send(st, ev="ready", otlp_port=receiver.port if receiver else None)
     try:
         go = os.read(ctl, 1)
     except OSError:
@@ -334,9 +334,10 @@ def main():
         os._exit(0)
     pid = os.fork()
     if pid == 0:
-        child(cfg, env, ruleset_fd)
+        child(cfg, env)
     send(st, ev="started")
     tree = Tree(pidns)
+    release = threading.Event()  # the harness copied what it needs out of the run's tmpfs
 
     def control():
         while True:
@@ -350,8 +351,11 @@ def main():
                 tree.signal_all(signal.SIGTERM)
             elif b == b"K":
                 tree.signal_all(signal.SIGKILL)
+            elif b == b"X":
+                release.set()
             elif not b:
                 tree.signal_all(signal.SIGKILL)
+                release.set()
                 return
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -388,6 +392,8 @@ def main():
     code = os.waitstatus_to_exitcode(status)
     send(st, ev="exit", code=code if code >= 0 else None, signal=-code if code < 0 else None,
          cpu_s=round(ru.ru_utime + ru.ru_stime, 6), maxrss_kb=ru.ru_maxrss, left=left)
+    if cfg.get("hold"):  # keep the namespaces (and the run's tmpfs) until the harness has read them
+        release.wait()
     os._exit(code if code >= 0 else 128 - code)
 
 

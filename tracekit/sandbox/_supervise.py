@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SandboxError
-from . import _proc
-from ._backends import Backend, Launch
+from . import _proc, _seccomp, _workspace
+from ._backends import SANDBOX_ROOT, STAGE_DIR, Backend, Inside, Launch, prepare_stage
 from ._capture import OutputPump
 from ._cgroup import Layout, RunCgroup
 from ._spec import CapturedOutput, RunSpec
-from ._workspace import disk_usage
 
 SHIM = str(Path(__file__).resolve().with_name("_shim.py"))
+LAUNCHER = str(Path(__file__).resolve().with_name("_launch.py"))
 
 
 @dataclass
@@ -44,6 +44,9 @@ class Outcome:
     limits: dict[str, Any] = field(default_factory=dict)
     stdout: CapturedOutput | None = None
     stderr: CapturedOutput | None = None
+    changed_files: list[str] = field(default_factory=list)
+    host_uid: int | None = None
+    disk_full: bool = False  # a capped tmpfs of the run was full at some point
 
 
 class _StatusReader:
@@ -75,14 +78,18 @@ class _StatusReader:
 
 class Supervisor:
     def __init__(self, spec: RunSpec, backend: Backend, layout: Layout, run_id: str, argv: list[str],
-                 env: dict[str, str], workspace: Path, io_dir: Path, tmp_dir: Path, run_dir: Path,
+                 env: dict[str, str], folders: _workspace.Folders, inside: Inside, uid: int | None,
                  cancel: threading.Event | None) -> None:
         self.spec, self.backend, self.layout, self.run_id = spec, backend, layout, run_id
         self.argv, self.env = argv, env
-        self.workspace, self.io_dir, self.tmp_dir, self.run_dir = workspace, io_dir, tmp_dir, run_dir
+        self.folders, self.inside, self.uid = folders, inside, uid
+        self.run_dir = folders.run_dir
         self.cancel = cancel or threading.Event()
         self.limit_hit = threading.Event()
-        self.out = Outcome()
+        self.out = Outcome(host_uid=uid)
+        self.view_fd: int | None = None  # the run's root, through /proc/<init>/root (isolated backends)
+        self.disk_fds: list[int] = []  # its capped tmpfs (/sandbox, /tmp), watched for a full disk
+        self.before: _workspace.Snapshot = {}
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -105,7 +112,7 @@ class Supervisor:
         disk_by = None
         if spec.disk_mb is not None:
             rl["RLIMIT_FSIZE"] = [spec.disk_mb * 2**20] * 2
-            disk_by = ("tmpfs /tmp + " if self.backend.name != "local" else "") + "per-file rlimit + folder watch"
+            disk_by = "tmpfs size (kernel)" if self.backend.isolated else "per-file rlimit + folder watch"
         limits = {
             "budget_s": spec.budget_s, "grace_s": spec.grace_s,
             "memory_mb": spec.memory_mb, "memory_enforced_by": mem_by,
@@ -113,6 +120,8 @@ class Supervisor:
             "disk_mb": spec.disk_mb, "disk_enforced_by": disk_by,
             "output_bytes": spec.output_bytes, "network": spec.network,
             "isolation": self.backend.name if self.backend.isolated else "none",
+            "host_uid": self.uid if self.uid is not None else os.geteuid(),
+            "seccomp": self.backend.isolated and _seccomp.program() is not None,
         }
         return rl, limits
 
@@ -127,32 +136,38 @@ class Supervisor:
         err_r, err_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
         st_r, st_w = os.pipe()
-        cfg: dict[str, Any] = {"argv": self.argv, "cwd": str(self.workspace), "ctl_fd": ctl_r, "status_fd": st_w,
+        cfg: dict[str, Any] = {"argv": self.argv, "cwd": self.inside.workspace, "ctl_fd": ctl_r, "status_fd": st_w,
                                "rlimits": rlimits}
         if spec.otlp:
-            cfg["otlp"] = {"dir": str(self.io_dir / "otlp"), "max_bytes": spec.trace_bytes}
-        launch = Launch(shim=[sys.executable, "-S", "-I", "-B", SHIM], shim_config=cfg, workspace=self.workspace,
-                        io_dir=self.io_dir, tmp_dir=self.tmp_dir,
+            cfg["otlp"] = {"dir": self.inside.io + "/otlp", "max_bytes": spec.trace_bytes}
+        seccomp_fd = _seccomp.write_to_fd() if self.backend.isolated else None
+        launch = Launch(shim=[sys.executable, "-S", "-I", "-B", SHIM], shim_config=cfg, run_dir=self.run_dir,
+                        seed=self.folders.seed, tmp_dir=self.folders.tmp,
                         disk_bytes=spec.disk_mb * 2**20 if spec.disk_mb else None, network=spec.network,
+                        host_uid=self.uid, seccomp_fd=seccomp_fd,
                         ro_paths=[str(p) for p in spec.ro_paths], rw_paths=[str(p) for p in spec.rw_paths])
+        argv = self._launcher(launch)
+        passed = tuple(fd for fd in (ctl_r, st_w, seccomp_fd) if fd is not None)
         pumps = [OutputPump(out_r, self.run_dir / "stdout.log", spec.output_bytes, self.limit_hit.set),
                  OutputPump(err_r, self.run_dir / "stderr.log", spec.output_bytes, self.limit_hit.set)]
         proc: subprocess.Popen[bytes] | None = None
         try:
             try:
-                proc = subprocess.Popen(self.backend.argv(launch), stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                                        pass_fds=(ctl_r, st_w), env=self.env, start_new_session=True,
-                                        cwd=str(self.workspace))
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                                        pass_fds=passed, env=self.env, start_new_session=True, cwd=str(self.run_dir))
             except OSError as exc:
                 raise SandboxError(f"cannot start the {self.backend.name} backend: {exc}") from exc
             finally:
-                for fd in (out_w, err_w, ctl_r, st_w):
+                for fd in (out_w, err_w, *passed):
                     os.close(fd)
             for p in pumps:
                 p.start()
             self._supervise(proc, cg, ctl_w, _StatusReader(st_r), pumps)
         finally:
             os.close(ctl_w)
+            for fd in [self.view_fd, *self.disk_fds]:
+                if fd is not None:
+                    os.close(fd)
             if proc is not None:
                 try:
                     proc.wait(timeout=5)
@@ -171,6 +186,17 @@ class Supervisor:
             cg.remove()
         self.out.stdout, self.out.stderr = pumps[0].result(), pumps[1].result()
         return self.out
+
+    def _launcher(self, launch: Launch) -> list[str]:
+        """The backend's command line behind the launcher (fresh keyring; as root: stage and drop to the run's uid)."""
+        backend_argv = self.backend.argv(launch)
+        cfg: dict[str, Any] = {"argv": backend_argv}
+        if self.backend.name == "bwrap" and self.uid is not None:
+            cfg.update(uid=self.uid, gid=self.uid)
+            if launch.stage:
+                prepare_stage()
+                cfg["stage"] = {"dir": STAGE_DIR, "binds": launch.stage}
+        return [sys.executable, "-S", "-I", "-B", LAUNCHER, json.dumps(cfg, separators=(",", ":"))]
 
     def _collect_cgroup(self, cg: RunCgroup) -> None:
         peak = cg.peak_memory_bytes()
@@ -214,6 +240,52 @@ class Supervisor:
                 self.out.notes.append(f"could not move pid {pid} into the run's cgroup: {exc}")
         if cg.has("pids") and self.spec.max_procs is not None:
             cg.set_pids_max(self.spec.max_procs + len(pids))
+        if self.backend.isolated:
+            self._open_view(pids)
+
+    def _open_view(self, pids: list[int]) -> None:
+        """Hold the run's root (through its init) and list the workspace before the candidate starts."""
+        shim = next((p for p in pids if SHIM in _proc.cmdline(p)), None)
+        try:
+            if shim is None:
+                raise OSError(3, "the sandbox's init process was not found")
+            self.view_fd = os.open(f"/proc/{shim}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            ws = _workspace.open_dir(self.view_fd, self.inside.workspace)
+            try:
+                self.before = _workspace.snapshot_fd(ws)
+            finally:
+                os.close(ws)
+            if self.spec.disk_mb is not None:
+                self.disk_fds = [_workspace.open_dir(self.view_fd, p) for p in (SANDBOX_ROOT, self.inside.tmp)]
+        except OSError as exc:
+            raise SandboxError(f"cannot read the run's file system through its init process: {exc}") from exc
+
+    def _check_disk(self) -> None:
+        for fd in self.disk_fds:
+            st = os.fstatvfs(fd)
+            if st.f_bavail * st.f_frsize < 65536:
+                self.out.disk_full = True
+
+    def _collect_view(self) -> None:
+        """After every process of the run ended: list what changed, copy workspace/ and io/ out."""
+        assert self.view_fd is not None
+        self._check_disk()
+        if self.out.disk_full:
+            self.out.notes.append(f"the run filled its disk (disk_mb={self.spec.disk_mb})")
+        cap = (self.spec.disk_mb or 1024) * 2**20
+        for rel, dest, links in ((self.inside.workspace, self.folders.workspace, True), (self.inside.io, self.folders.io, False)):
+            try:
+                fd = _workspace.open_dir(self.view_fd, rel)
+            except OSError as exc:
+                self.out.notes.append(f"{rel} was replaced or removed by the run ({exc.strerror}); nothing copied from it")
+                dest.mkdir(exist_ok=True)
+                continue
+            try:
+                if dest == self.folders.workspace:
+                    self.out.changed_files = _workspace.changed(self.before, _workspace.snapshot_fd(fd))
+                self.out.notes.extend(_workspace.copy_out(fd, dest, cap, symlinks=links))
+            finally:
+                os.close(fd)
 
     def _send(self, fd: int, b: bytes) -> None:
         try:
@@ -233,8 +305,10 @@ class Supervisor:
         t0 = time.monotonic()
         deadline = t0 + spec.budget_s
         disk_cap = spec.disk_mb * 2**20 if spec.disk_mb is not None else None
-        watched = [self.workspace, self.io_dir] + ([self.tmp_dir] if self.backend.name == "local" else [])
-        base_disk = disk_usage(watched) if disk_cap is not None else 0
+        if self.backend.isolated:
+            disk_cap = None  # the kernel caps the run's tmpfs; nothing to watch
+        watched = [self.folders.workspace, self.folders.io, self.folders.tmp]
+        base_disk = _workspace.disk_usage(watched) if disk_cap is not None else 0
         next_disk, term_at, kill_at = t0 + 0.1, None, None
         exit_ev: dict[str, Any] | None = None
         while exit_ev is None:
@@ -248,7 +322,7 @@ class Supervisor:
                     self._send(ctl, b"K")
                 elif disk_cap is not None and now >= next_disk:
                     t = time.monotonic()
-                    used = disk_usage(watched) - base_disk
+                    used = _workspace.disk_usage(watched) - base_disk
                     next_disk = time.monotonic() + min(max(0.1, 20 * (time.monotonic() - t)), 2.0)
                     if used > disk_cap:
                         self.out.reason, kill_at = "output_limit", now
@@ -265,6 +339,8 @@ class Supervisor:
                 _proc.kill_tree(proc.pid)
                 cg.kill_all()
                 break
+            if self.disk_fds and not self.out.disk_full:
+                self._check_disk()
             for ev in reader.poll(0.02 if self.out.reason else 0.05):
                 if ev.get("ev") == "exit":
                     exit_ev = ev
@@ -275,6 +351,8 @@ class Supervisor:
                         break
                 break
         self.out.wall_s = round(time.monotonic() - t0, 6)
+        if self.view_fd is not None:
+            self._collect_view()
         if exit_ev is not None:
             self.out.exit_code, self.out.signal = exit_ev.get("code"), exit_ev.get("signal")
             self.out.cpu_s = exit_ev.get("cpu_s")
