@@ -258,14 +258,6 @@ class LocalBackend(Backend):
 BACKEND_TYPES: dict[str, type[Backend]] = {"bwrap": BwrapBackend, "unshare": UnshareBackend, "local": LocalBackend}
 
 
-def landlock_abi() -> int:
-    """The kernel's Landlock ABI version (0: none)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    return max(int(libc.syscall(444, None, 0, 1)), 0)
-
-
 def _probe_cmd(argv: tuple[str, ...]) -> str | None:
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -110,9 +110,11 @@ class Supervisor:
                 rl["RLIMIT_NPROC"] = [spec.max_procs] * 2
                 procs_by = "rlimit_nproc"
         disk_by = None
-        if spec.disk_mb is not None:
+        if spec.disk_mb is not None and self.backend.isolated:
+            disk_by = "tmpfs size (kernel)"
+        elif spec.disk_mb is not None:
             rl["RLIMIT_FSIZE"] = [spec.disk_mb * 2**20] * 2
-            disk_by = "tmpfs size (kernel)" if self.backend.isolated else "per-file rlimit + folder watch"
+            disk_by = "per-file rlimit + folder watch"
         limits = {
             "budget_s": spec.budget_s, "grace_s": spec.grace_s,
             "memory_mb": spec.memory_mb, "memory_enforced_by": mem_by,
