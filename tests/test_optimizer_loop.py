@@ -169,8 +169,8 @@ def test_thresholds_noise_and_confirming_rerun(tmp_path: Path) -> None:
     assert len(result["results"]) == 2
 
 
-NOISY = BOWL.replace('''    print(f"val_loss: {loss:.6f}")''', '''    # deterministic "noise" per experiment and rerun (the run's folder is run-<attempt>-<index>)
-    exp, rerun = os.environ["TRACEKIT_EXPERIMENT_ID"], os.getcwd().split("/")[-2].endswith("-2")
+NOISY = BOWL.replace('''    print(f"val_loss: {loss:.6f}")''', '''    # deterministic "noise" per experiment and rerun (TRACEKIT_RUN_INDEX: 0, then 1 for the confirming rerun)
+    exp, rerun = os.environ["TRACEKIT_EXPERIMENT_ID"], os.environ["TRACEKIT_RUN_INDEX"] == "1"
     loss += -0.04 if rerun else {"main-0000": 0.05, "main-0001": -0.05}.get(exp, 0.0)
     print(f"val_loss: {loss:.6f}")''')
 assert NOISY != BOWL

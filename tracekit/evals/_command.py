@@ -85,6 +85,8 @@ class SandboxedCommand:
 
         (case_dir / "input.json").write_text(json.dumps(
             {"id": sample.id, "input": sample.input, "metadata": sample.metadata}, default=str))
+        case_dir.chmod(0o755)  # the run is an unprivileged uid (never root): it must be able to read its input
+        (case_dir / "input.json").chmod(0o644)
         argv: Sequence[str] | str = (_apply(self.command, sample) if isinstance(self.command, str)
                                      else [_apply(a, sample) for a in self.command])
         env = {**self.env, "TRACEKIT_EVAL_INPUT": str(case_dir / "input.json"), "TRACEKIT_EVAL_CASE_ID": sample.id}

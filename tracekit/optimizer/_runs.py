@@ -37,7 +37,8 @@ def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str) -> Any:
         shutil.rmtree(run_dir)
     return RunSpec(
         command=t.run_argv(), workspace=workspace, budget_s=t.budget_s, grace_s=t.grace_s, memory_mb=t.memory_mb,
-        max_procs=t.max_procs, disk_mb=t.disk_mb, output_bytes=t.output_bytes, network=t.network, env=dict(t.env),
+        max_procs=t.max_procs, disk_mb=t.disk_mb, output_bytes=t.output_bytes, network=t.network,
+        env={**t.env, "TRACEKIT_RUN_INDEX": str(len(f.results))},  # 0, then 1 for a confirming rerun
         ro_paths=ro, metric=t.metric, experiment_id=f.experiment_id, trace_home=rec.session.home, backend=backend,
         run_dir=run_dir,
     )
