@@ -369,3 +369,54 @@ def test_check_reports_identity_seccomp_proc_sys_keyring_and_disk() -> None:
     text = report.summary()
     for word in ("uid", "seccomp", "/proc/sys", "keyring", "disk"):
         assert word in text
+
+
+NON_ROOT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from tracekit.sandbox import RunSpec, check, run
+out = {"isolation": check().isolation, "runs": {}}
+code = ("import os\\n"
+        "try:\\n    os.open('/proc/sys/kernel/panic', os.O_WRONLY); print('PROC_SYS_WRITABLE')\\nexcept OSError: pass\\n"
+        "print('seccomp', open('/proc/self/status').read().split('Seccomp:')[1].split()[0])\\n"
+        "print('uid', os.getuid())\\nprint('METRIC ok=1')\\n")
+for backend in sys.argv[2:]:
+    res = run(RunSpec([sys.executable, "-c", code], backend=backend, budget_s=30, trace_home=Path(sys.argv[1]) / "home"))
+    out["runs"][backend] = {"status": res.status, "stdout": res.stdout.text(), "error": res.error}
+print(json.dumps(out))
+"""
+
+
+@as_root
+def test_non_root_harness_gets_the_same_isolation() -> None:
+    """A harness that is not root (the common case on a laptop): the run is its uid, same filter and view.
+
+    Runs this machine's system Python 3.11 as `nobody` against the repository and the venv's
+    packages (the venv's own interpreter lives under /root, which nobody cannot reach)."""
+    import json
+    import shutil
+    import subprocess
+    import sysconfig
+    import tempfile
+
+    system_python = "/usr/bin/python3.11"
+    if not os.path.exists(system_python) or not shutil.which("setpriv"):
+        pytest.skip("needs /usr/bin/python3.11 and setpriv to run a harness as nobody")
+    repo = Path(__file__).resolve().parent.parent
+    work = Path(tempfile.mkdtemp(prefix="tracekit-nonroot-"))
+    work.chmod(0o777)
+    try:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(work),
+               "PYTHONPATH": f"{repo}:{sysconfig.get_paths()['purelib']}"}
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", system_python, "-c",
+                               NON_ROOT_SCRIPT, str(work), *ISOLATED], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["isolation"]["uid"].startswith("the harness's uid 65534")
+    assert report["isolation"]["seccomp"].startswith("on") and report["isolation"]["proc_sys"] == "read-only"
+    for backend, r in report["runs"].items():
+        assert r["status"] == "ok", (backend, r)
+        assert "PROC_SYS_WRITABLE" not in r["stdout"] and "seccomp 2" in r["stdout"], (backend, r)
