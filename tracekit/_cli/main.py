@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False)
     except TracekitError as exc:
-        from ._common import err_console
+        from ._common import say
 
-        err_console.print("error: " + str(exc), markup=False)
+        say("error: " + str(exc), err=True)  # messages quote bad input: control characters made visible
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         import click
 
         if isinstance(exc, click.ClickException):
-            exc.show()
+            import io
+
+            from .._termtext import clean
+
+            buf = io.StringIO()
+            exc.show(file=buf)  # usage errors quote the bad argument
+            sys.stderr.write(clean(buf.getvalue()))
             return exc.exit_code
         raise
     return rv if isinstance(rv, int) else 0  # a command's typer.Exit(code) comes back as the return value

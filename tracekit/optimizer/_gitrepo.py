@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .._errors import OptimizerError
+from ._safefs import Dir
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "tracekit", "GIT_AUTHOR_EMAIL": "tracekit@localhost",
@@ -92,11 +93,13 @@ class GitRepo:
         """Add an ignore pattern to .git/info/exclude (never touches tracked files)."""
         if self.private:
             return
-        path = self.git_dir / "info" / "exclude"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = path.read_text() if path.exists() else ""
-        if pattern not in text.splitlines():
-            path.write_text(text + ("" if text.endswith("\n") or not text else "\n") + pattern + "\n")
+        with Dir.open(self.git_dir / "info", create=True, anchor=self.git_dir) as info:
+            try:
+                text = info.read("exclude").decode("utf-8", errors="replace")
+            except FileNotFoundError:
+                text = ""
+            if pattern not in text.splitlines():
+                info.write("exclude", text + ("" if text.endswith("\n") or not text else "\n") + pattern + "\n")
 
     # -- reading -------------------------------------------------------------------------------
 

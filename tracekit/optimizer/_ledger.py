@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
-from .._fsio import atomic_write_text
 from .._schema import BOOL, FLOAT64, INT64, JSON, STRING, TIMESTAMP, Column, Table, list_of, register_table
+from ._safefs import write_file
 
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "invalid")
 
@@ -89,9 +89,9 @@ EXPERIMENTS = register_table(Table(
 LIGHT_COLUMNS = [c.name for c in EXPERIMENTS.columns if c.name not in ("prompt", "raw_output")]
 
 
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, default=str))
+def _atomic_json(path: Path, data: dict[str, Any], anchor: Path | None = None) -> None:
+    """All or nothing, fsynced, and never through a link planted in the run folder (see `_safefs`)."""
+    write_file(path, json.dumps(data, default=str), durable=True, anchor=anchor)
 
 
 @dataclass
@@ -172,10 +172,10 @@ class Ledger:
         return max(seqs) + 1 if seqs else 0
 
     def write_intent(self, intent: dict[str, Any]) -> None:
-        _atomic_json(self.exp_dir(intent["experiment_id"]) / "intent.json", intent)
+        _atomic_json(self.exp_dir(intent["experiment_id"]) / "intent.json", intent, anchor=self.dir)
 
     def write_result(self, experiment_id: str, result: dict[str, Any]) -> None:
-        _atomic_json(self.exp_dir(experiment_id) / "result.json", result)
+        _atomic_json(self.exp_dir(experiment_id) / "result.json", result, anchor=self.dir)
 
     def write_outcome(self, row: dict[str, Any]) -> None:
         if row["experiment_id"] in self.done_ids:
@@ -195,8 +195,7 @@ class Ledger:
         for r in self.rows:
             lines.append("\t".join(tsv_fields(r)))
         path = self.dir / "results.tsv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, "\n".join(lines) + "\n", durable=False)  # regenerated from the rows
+        write_file(path, "\n".join(lines) + "\n")  # regenerated from the rows: atomic, not fsynced
         return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from ._context import ContextBuilder, elide
 from ._execute import Executor, Flight, Parent
 from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
+from ._safefs import remove_tree
 from ._session import Session, host_facts
 from ._target import Target
 from ._validate import Candidate, InvalidProposal, build_candidate, content_hash
@@ -187,7 +187,10 @@ class Recorder:
                 try:
                     f.proposal = proposer.propose(ctx)
                 finally:
-                    shutil.rmtree(scratch, ignore_errors=True)
+                    try:
+                        remove_tree(scratch)
+                    except OSError:
+                        pass  # a leftover scratch folder is harmless; the next proposal gets a new one
         except InvalidProposal as exc:
             f.propose_s = time.monotonic() - t0 - f.context_s
             span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
@@ -223,7 +226,10 @@ class Recorder:
         self._write_intent(f)
 
     def _scratch_root(self) -> Path:
+        """The run's scratch folder, a real folder: a link left there by a command proposer is removed, not followed."""
         p = self.session.dir / "scratch"
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            remove_tree(p)
         p.mkdir(parents=True, exist_ok=True)
         return p
 
