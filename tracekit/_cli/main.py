@@ -48,6 +48,18 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit()
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Click's exception base, and typer's (typer >= 0.25 vendors click: its usage errors are not click's)."""
+    out: list[type[BaseException]] = [t for t in (getattr(typer, "TyperException", None),) if t is not None]
+    try:
+        import click
+
+        out.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: expected errors print one clear message (no traceback) and exit 2."""
     try:
@@ -64,18 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors (click's, or the click typer vendors)
+        if isinstance(exc, _usage_errors()):
             import io
 
             from .._termtext import clean
 
             buf = io.StringIO()
-            exc.show(file=buf)  # usage errors quote the bad argument
+            exc.show(file=buf)  # type: ignore[attr-defined]  # usage errors quote the bad argument
             sys.stderr.write(clean(buf.getvalue()))
-            return exc.exit_code
+            return int(getattr(exc, "exit_code", 2))
         raise
     return rv if isinstance(rv, int) else 0  # a command's typer.Exit(code) comes back as the return value
 

@@ -74,7 +74,12 @@ def parse_cost(stdout: str) -> Cost:
 def _read_editable(work: Path, editable: tuple[str, ...], limit: int) -> dict[str, str]:
     """The editable files the command left, read without following links; a link or an oversize file is invalid."""
     files = {}
-    with Dir.open(work) as d:
+    try:
+        d = Dir.open(work)
+    except (OSError, UnsafePath) as exc:
+        raise InvalidProposal("command", f"the proposer removed or replaced its workspace {work} ({exc}); edit the files "
+                                         "in it instead") from None
+    with d:
         for rel in editable:
             try:
                 data = d.read(rel, limit)

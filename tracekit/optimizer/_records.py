@@ -21,12 +21,13 @@ from typing import Any
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
+from .._errors import OptimizerError
 from . import _runs
 from ._context import ContextBuilder, elide
 from ._execute import Executor, Flight, Parent
 from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
-from ._safefs import remove_tree
+from ._safefs import own_dir, remove_tree
 from ._session import Session, host_facts
 from ._target import Target
 from ._validate import Candidate, InvalidProposal, build_candidate, content_hash
@@ -189,7 +190,7 @@ class Recorder:
                 finally:
                     try:
                         remove_tree(scratch)
-                    except OSError:
+                    except (OSError, OptimizerError):
                         pass  # a leftover scratch folder is harmless; the next proposal gets a new one
         except InvalidProposal as exc:
             f.propose_s = time.monotonic() - t0 - f.context_s
@@ -227,11 +228,7 @@ class Recorder:
 
     def _scratch_root(self) -> Path:
         """The run's scratch folder, a real folder: a link left there by a command proposer is removed, not followed."""
-        p = self.session.dir / "scratch"
-        if p.is_symlink() or (p.exists() and not p.is_dir()):
-            remove_tree(p)
-        p.mkdir(parents=True, exist_ok=True)
-        return p
+        return own_dir(self.session.dir / "scratch", anchor=self.session.dir)
 
     def _release(self, f: Flight, exc: BaseException) -> None:
         """A proposal that produced nothing to record: end its trace and give its sequence number back."""

@@ -249,6 +249,24 @@ def remove_tree(path: Path, anchor: Path | None = None) -> None:
         d.remove(path.name)
 
 
+def own_dir(path: Path, anchor: Path | None = None) -> Path:
+    """Make `path` a real folder: a link (or file) found at its name is removed, not followed; returns `path`.
+
+    For the folders only tracekit writes in (work/, scratch/, context/, experiments/<id>/): a link a
+    command proposer left there is undone instead of stopping the loop.
+    """
+    path = Path(path)
+    with Dir.open(path.parent, create=True, anchor=anchor) as d:
+        mode = d.kind(path.name)
+        if mode is not None and not stat.S_ISDIR(mode):
+            d.remove(path.name)
+        try:
+            os.mkdir(path.name, 0o755, dir_fd=d.fd)
+        except FileExistsError:
+            pass
+    return path
+
+
 def copy_tree(src: Path, dst: Path, exclude: tuple[str, ...] = (), hardlink: bool = False) -> None:
     """Copy folder `src` to the new folder `dst`: links copied as links, FIFOs/devices skipped, names in `exclude` skipped.
 

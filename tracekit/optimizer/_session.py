@@ -33,7 +33,7 @@ from .._errors import OptimizerError
 from ._command import copy_target
 from ._gitrepo import GitError, GitRepo
 from ._ledger import Ledger, _atomic_json
-from ._safefs import Dir, copy_tree, remove_tree
+from ._safefs import Dir, UnsafePath, copy_tree, own_dir, remove_tree
 from ._target import TOML_NAME, Target
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -234,12 +234,17 @@ class Session:
         Written by `_safefs`: a link anywhere in the copy (one the target holds, or one planted since)
         is never followed, and a file is replaced by rename, never written through its hard link into base/.
         """
-        ws = self.dir / "work" / experiment_id
-        remove_tree(ws)
+        ws = own_dir(self.dir / "work", anchor=self.dir) / experiment_id
+        remove_tree(ws, anchor=self.dir)
         copy_tree(self.base, ws, hardlink=True)
-        with Dir.open(ws) as d:
-            for rel, text in files.items():
-                d.write(rel, text)
+        try:
+            with Dir.open(ws, anchor=self.dir) as d:
+                for rel, text in files.items():
+                    d.write(rel, text)
+        except UnsafePath as exc:
+            raise OptimizerError(f"cannot write the candidate into its workspace {ws}: {exc}. Something replaced part of "
+                                 f"{self.base} with a link; delete {self.base} (it is rebuilt from the target) and start "
+                                 "again: the experiment is run again under the same id") from None
         hashes = self.target.fixed_hashes(ws)
         if hashes != self.meta["fixed_hashes"]:
             bad = sorted(k for k in hashes if hashes[k] != self.meta["fixed_hashes"].get(k))
