@@ -287,3 +287,18 @@ def test_safefs_refuses_links_on_the_way_and_replaces_them_at_the_name(tmp_path:
     with Dir.open(work) as d, pytest.raises(UnsafePath, match="not a regular file"):
         d.read("fifo")
     assert snapshot(outside) == before
+
+
+def test_private_repository_replaced_by_a_link_is_refused(tmp_path: Path) -> None:
+    """git writes objects wherever --git-dir points: a link planted at repo.git must stop the run, not feed it."""
+    outside = outside_folder(tmp_path)
+    root = make_target(tmp_path / "t")
+    s = optimize(root, iterations=1, proposer="search")
+    repo = s.home / "optimizer" / "repo.git"
+    shutil.copytree(repo, outside / "repo.git")
+    before = snapshot(outside)
+    shutil.rmtree(repo)
+    repo.symlink_to(outside / "repo.git")
+    with pytest.raises(OptimizerError, match="repo.git is a symbolic link"):
+        optimize(root, iterations=3, proposer="search")
+    assert snapshot(outside) == before

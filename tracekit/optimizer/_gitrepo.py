@@ -69,6 +69,9 @@ class GitRepo:
         return f"GitRepo({str(self.git_dir)!r}, prefix={self.prefix!r})"
 
     def g(self, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None, check: bool = True) -> str:
+        if self.private and self.git_dir.is_symlink():  # planted since: git would write its objects through it
+            raise GitError(f"the optimizer's repository {self.git_dir} was replaced by a symbolic link; remove the link "
+                           "(the run's commits are in the repository it replaced, if you moved it back)")
         return git(*args, git_dir=self.git_dir, input=input, env=env, check=check)
 
     def full(self, rel: str) -> str:
@@ -84,6 +87,9 @@ class GitRepo:
             gd = Path(git("rev-parse", "--absolute-git-dir", cwd=root))
             return GitRepo(gd)
         bare = home / "optimizer" / "repo.git"
+        if bare.is_symlink():
+            raise GitError(f"{bare} is a symbolic link; the optimizer keeps its private repository only under --home. "
+                           "Remove the link (or pass --home with the real folder)")
         if not (bare / "HEAD").exists():
             bare.parent.mkdir(parents=True, exist_ok=True)
             git("init", "--bare", "-q", str(bare))
