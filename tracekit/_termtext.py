@@ -58,10 +58,6 @@ def markup(text: Any, *, newlines: bool = True) -> str:
     return escape(clean(text, newlines=newlines))
 
 
-def is_clean(text: str, *, newlines: bool = True, tabs: bool = True) -> bool:
-    return clean(text, newlines=newlines, tabs=tabs) == text
-
-
 def json_text(obj: Any, **kwargs: Any) -> str:
     """`json.dumps(obj, ensure_ascii=False, **kwargs)` with no raw control, bidi or surrogate character left."""
     return json.dumps(obj, ensure_ascii=False, **kwargs).translate(_JSON_TABLE)

@@ -176,7 +176,7 @@ class Dir:
                     os.close(fd)
                 try:
                     os.rename(tmp, name, src_dir_fd=parent.fd, dst_dir_fd=parent.fd)
-                except (IsADirectoryError, FileExistsError, OSError) as exc:
+                except OSError as exc:
                     if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                         raise
                     raise UnsafePath(f"{rel!r} in {self.path} is a folder, not a file; remove it") from None

@@ -254,6 +254,6 @@ class Session:
 
     def drop_workspace(self, experiment_id: str) -> None:
         try:
-            remove_tree(self.dir / "work" / experiment_id)
-        except OSError:
-            pass  # a workspace left behind is removed before its id is used again
+            remove_tree(self.dir / "work" / experiment_id, anchor=self.dir)
+        except (OSError, OptimizerError):
+            pass  # a workspace left behind (or behind a planted link) is removed before its id is used again
