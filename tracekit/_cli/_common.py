@@ -1,4 +1,8 @@
-"""Helpers shared by the CLI modules: the home option, output formats, error handling."""
+"""Helpers shared by the CLI modules: the home option, output formats, error handling.
+
+Everything these print is treated as hostile text (see `tracekit._termtext`): table cells are
+Rich `Text` (never markup), strings go through `clean`, JSON through `json_text`.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,16 @@ import typer
 from rich.console import Console
 
 from .._json import sql_scalar
+from .._termtext import clean, json_text, markup
 
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", envvar="TRACEKIT_HOME", help="Store folder (default ./.tracekit).", show_default=False),
 ]
 
-console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+# emoji=False: ":name:" in stored text is not Rich's to replace either
+console = Console(highlight=False, soft_wrap=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 def jsonable(value: Any) -> Any:
@@ -38,23 +44,25 @@ def jsonable(value: Any) -> Any:
 def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, *, max_width: int = 60) -> str | None:
     """Print or return rows in `fmt` (table | csv | json | jsonl). Returns text for csv/json."""
     if fmt == "json":
-        return json.dumps([dict(zip(columns, (jsonable(v) for v in r))) for r in rows], ensure_ascii=False, indent=None)
+        return json_text([dict(zip(columns, (jsonable(v) for v in r))) for r in rows], indent=None)
     if fmt == "jsonl":
-        return "\n".join(json.dumps(dict(zip(columns, (jsonable(v) for v in r))), ensure_ascii=False) for r in rows)
+        return "\n".join(json_text(dict(zip(columns, (jsonable(v) for v in r)))) for r in rows)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
+        w.writerow([clean(c) for c in columns])
         for r in rows:
-            w.writerow(["" if v is None else (json.dumps(jsonable(v)) if isinstance(v, (dict, list)) else jsonable(v)) for v in r])
+            w.writerow(["" if v is None else clean(json_text(jsonable(v)) if isinstance(v, (dict, list)) else jsonable(v))
+                        for v in r])
         return buf.getvalue().rstrip("\n")
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=False, header_style="bold")
     for c in columns:
-        table.add_column(c, overflow="fold", max_width=max_width)
+        table.add_column(Text(clean(c, newlines=False)), overflow="fold", max_width=max_width)
     for r in rows:
-        table.add_row(*[short(v, max_width * 3) for v in r])
+        table.add_row(*[Text(short(v, max_width * 3)) for v in r])
     console.print(table)
     console.print(f"[dim]{len(rows)} row{'s' if len(rows) != 1 else ''}[/dim]")
     return None
@@ -69,15 +77,28 @@ def short(value: Any, limit: int = 120) -> str:
         text = value.isoformat(sep=" ", timespec="milliseconds")
     else:
         text = value if isinstance(value, str) else json.dumps(jsonable(value), ensure_ascii=False)
-    text = text.replace("\n", "⏎")
+    text = clean(text.replace("\r\n", "\n").replace("\n", "⏎"))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def cell(value: Any, limit: int = 120, style: str = "") -> Any:
+    """A table cell that Rich prints as it is (a `Text`, never markup)."""
+    from rich.text import Text
+
+    return Text(short(value, limit), style=style)
+
+
 def fail(message: str, code: int = 2) -> "typer.Exit":
-    err_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err_console.print(f"[red]error:[/red] {markup(message)}", markup=True, highlight=False)
     return typer.Exit(code)
 
 
 def emit(text: str | None) -> None:
+    """Write text for the terminal or a pipe, control characters made visible (JSON from `json_text` is unchanged)."""
     if text is not None:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(clean(text) + "\n")
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print one plain message (no markup, no highlighting, no wrapping), hostile parts made visible."""
+    (err_console if err else console).print(clean(text), markup=False, highlight=False, soft_wrap=True)

@@ -1,4 +1,8 @@
-"""The live progress display of `tracekit optimize` (rich), or plain lines when not on a terminal."""
+"""The live progress display of `tracekit optimize` (rich), or plain lines when not on a terminal.
+
+Rationales, errors, warnings and metric names come from proposers and runs: every one is shown as
+a Rich `Text` or through `say` (never as markup), with control characters made visible.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._common import console, short
+from .._termtext import clean
+from ._common import cell, console, say, short
 
 STATUS_STYLE = {"baseline": "cyan", "keep": "bold green", "discard": "dim", "crash": "red", "timeout": "red",
                 "invalid": "yellow"}
@@ -21,9 +26,9 @@ class Progress:
     """Receives the optimizer's events (`on_event`) and renders them."""
 
     def __init__(self, title: str, iterations: int | None, metric: str, live: bool) -> None:
-        self.title = title
+        self.title = clean(title, newlines=False)
         self.iterations = iterations
-        self.metric = metric
+        self.metric = clean(metric, newlines=False)
         self.rows: list[dict[str, Any]] = []
         self.running: dict[str, str] = {}
         self.messages: list[str] = []
@@ -43,17 +48,16 @@ class Progress:
 
     def _say(self, text: str) -> None:
         if self.live is None:
-            console.print(text, markup=False, highlight=False, soft_wrap=True)
+            say(text)
         else:
-            self.messages = (self.messages + [text])[-4:]
+            self.messages = (self.messages + [clean(text)])[-4:]
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "launched":
             desc = "baseline" if data.get("baseline") else (data.get("description") or "")
             self.running[data["experiment_id"]] = desc
             if self.live is None:
-                console.print(f"{data['experiment_id']}  running  {short(desc, 90)}", markup=False, highlight=False,
-                              soft_wrap=True)
+                say(f"{data['experiment_id']}  running  {short(desc, 90)}")
         elif kind == "finished":
             row = data["row"]
             self.running.pop(row["experiment_id"], None)
@@ -61,11 +65,9 @@ class Progress:
             if self.live is None:
                 m = row.get("metric")
                 imp = row.get("improvement")
-                console.print(
-                    f"{row['experiment_id']}  {row['status']:<8} {self.metric}={'—' if m is None else f'{m:.6g}'}"
+                say(f"{row['experiment_id']}  {row['status']:<8} {self.metric}={'—' if m is None else f'{m:.6g}'}"
                     f"{'' if imp is None else f' ({imp:+.4g})'}  {short(row.get('description'), 70)}"
-                    + (f"  [{short(row.get('error'), 80)}]" if row['status'] in ('crash', 'timeout', 'invalid') else ""),
-                    markup=False, highlight=False, soft_wrap=True)
+                    + (f"  [{short(row.get('error'), 80)}]" if row['status'] in ('crash', 'timeout', 'invalid') else ""))
         elif kind == "setup":
             self._say(f"setup: {data['command']}")
         elif kind == "resumed":
@@ -98,21 +100,21 @@ class Progress:
         if self.rows:
             last = self.rows[-1]
             head.append("   last: ")
-            head.append(last["status"], style=STATUS_STYLE.get(last["status"], ""))
+            head.append(clean(last["status"]), style=STATUS_STYLE.get(last["status"], ""))
         head.append(f"   cost ${cost:.4f}   {elapsed / 60:.1f} min")
         table = Table(show_header=True, header_style="bold", expand=True, box=None)
         for col, width in (("id", 14), ("status", 9), (self.metric, 10), ("vs inc.", 10), ("description", None)):
-            table.add_column(col, width=width, overflow="ellipsis", no_wrap=True)
+            table.add_column(Text(col), width=width, overflow="ellipsis", no_wrap=True)
         for r in self.rows[-10:]:
             m, imp = r.get("metric"), r.get("improvement")
             desc = r.get("description") or ""
             if r["status"] in ("crash", "timeout", "invalid") and r.get("error"):
                 desc = f"{desc} [{(r['error'] or '').strip().splitlines()[-1]}]"
-            table.add_row(r["experiment_id"], Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
-                          "—" if m is None else f"{m:.6g}", "" if imp is None else f"{imp:+.4g}", short(desc, 200))
+            table.add_row(cell(r["experiment_id"]), cell(r["status"], style=STATUS_STYLE.get(r["status"], "")),
+                          "—" if m is None else f"{m:.6g}", "" if imp is None else f"{imp:+.4g}", cell(desc, 200))
         for eid, desc in self.running.items():
-            table.add_row(eid, Text("running", style="blue"), "", "", short(desc, 200))
+            table.add_row(cell(eid), Text("running", style="blue"), "", "", cell(desc, 200))
         parts: list[Any] = [head, table]
         if self.messages:
             parts.append(Text("\n".join(self.messages), style="dim"))
-        return Panel(Group(*parts), title=self.title, title_align="left")
+        return Panel(Group(*parts), title=Text(self.title), title_align="left")

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
+from .._termtext import json_text
+from .._termtext import markup as escape  # every message is hostile text: control characters made visible, markup escaped
 from .._trajectory import Step, ToolCall, Trajectory
 from ._common import short
 
@@ -72,7 +73,7 @@ def render(t: Trajectory, out: Console, width: int = 100) -> None:
     calls = t.llm_call_count
     dur = f" · {t.duration_ms / 1000:.2f} s" if t.duration_ms is not None else ""
     status = "[red]error[/red]" if t.status == "error" else "[green]ok[/green]"
-    emit_line(f"[bold]trace {t.trace_id}[/bold] {escape(t.name or '')} · {status} · {calls} LLM call"
+    emit_line(f"[bold]trace {escape(t.trace_id)}[/bold] {escape(t.name or '')} · {status} · {calls} LLM call"
                   f"{'s' if calls != 1 else ''} · {len(t.tool_calls)} tool call{'s' if len(t.tool_calls) != 1 else ''}{dur}")
     for s in t.steps:
         emit_line()
@@ -106,6 +107,6 @@ def show(trace_id: str, *, home: Any, width: int, fmt: str) -> None:
 
     t = trajectory(trace_id, home=home)
     if fmt == "json":
-        emit(json.dumps(t.to_dict(), ensure_ascii=False, default=str))
+        emit(json_text(t.to_dict(), default=str))
         return
     render(t, console, width)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ._common import HomeOption, console, render_rows
+from .._termtext import markup
+from ._common import HomeOption, console, render_rows, say
 
 
 def register(app: typer.Typer) -> None:
@@ -21,10 +22,10 @@ def register(app: typer.Typer) -> None:
 
         settings = tracekit.configure(project=project, home=home)
         for q in _demo.QUESTIONS:
-            console.print(f"[bold]Q:[/bold] {q}  [bold]A:[/bold] {_demo.answer(q)}")
+            console.print(f"[bold]Q:[/bold] {markup(q)}  [bold]A:[/bold] {markup(_demo.answer(q))}")
         tracekit.flush()
         for title, sql in _demo.SQL_ANSWERS:
-            console.print(f"\n[bold]{title}[/bold]\n[dim]{sql}[/dim]")
+            console.print(f"\n[bold]{markup(title)}[/bold]\n[dim]{markup(sql)}[/dim]")
             rel = tracekit.query(sql, home=settings.home)
             render_rows(rel.columns, rel.fetchall(), "table")
-        console.print(f"\nStore: {settings.home.resolve()}  ·  try: tracekit traces list --home {settings.home}")
+        say(f"\nStore: {settings.home.resolve()}  ·  try: tracekit traces list --home {settings.home}")

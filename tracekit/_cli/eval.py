@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import HomeOption, console, emit, err_console, jsonable, render_rows, short
+from .._termtext import json_text, markup
+from ._common import HomeOption, cell, console, emit, err_console, jsonable, render_rows, say, short
 
 app = typer.Typer(help="Run eval tasks, list and show their runs, compare two runs.", no_args_is_help=True)
 
@@ -31,6 +32,7 @@ def _configure(home: Any) -> None:
 
 
 def _metrics_table(metrics: dict[str, float], scorer_names: list[str]) -> Any:
+    """Metric and scorer names are the task's and the stored run's: cells are `Text`, never markup."""
     from rich.table import Table
 
     table = Table(header_style="bold", title="summary")
@@ -44,12 +46,12 @@ def _metrics_table(metrics: dict[str, float], scorer_names: list[str]) -> Any:
             shown |= {name, name + "_stderr"}
     for s in scorer_names:
         if f"{s}.mean" in metrics:
-            table.add_row(f"{s} (mean / accuracy {metrics[f'{s}.accuracy']:.3f})", f"{metrics[f'{s}.mean']:.4f}",
+            table.add_row(cell(f"{s} (mean / accuracy {metrics[f'{s}.accuracy']:.3f})"), f"{metrics[f'{s}.mean']:.4f}",
                           f"{metrics[f'{s}.stderr']:.4f}")
             shown |= {f"{s}.mean", f"{s}.stderr", f"{s}.accuracy"}
     for k, v in metrics.items():
         if k not in shown:
-            table.add_row(k, f"{v:.4g}" if isinstance(v, float) and not v.is_integer() else f"{int(v)}", "")
+            table.add_row(cell(k), f"{v:.4g}" if isinstance(v, float) and not v.is_integer() else f"{int(v)}", "")
     return table
 
 
@@ -84,8 +86,8 @@ def run_cmd(
     def on_start(run_id: str, to_run: int, already: int) -> None:
         state["run_id"] = run_id
         if already:
-            typer.echo(f"resuming {run_id}: {already} case results kept, {to_run} to run", err=True)
-        bar.append(progress.add_task(f"{task.name} {run_id}", total=to_run, failed=0))
+            say(f"resuming {run_id}: {already} case results kept, {to_run} to run", err=True)
+        bar.append(progress.add_task(markup(f"{task.name} {run_id}", newlines=False), total=to_run, failed=0))
 
     def on_result(row: dict[str, Any], done: int, total: int) -> None:
         if not row["passed"]:
@@ -99,12 +101,12 @@ def run_cmd(
                               source=source, on_start=on_start, on_result=on_result)
     except KeyboardInterrupt:
         if state["run_id"]:
-            typer.echo(f"interrupted; finished cases are stored. Resume with: tracekit eval run {spec} --resume {state['run_id']}",
-                       err=True)
+            say(f"interrupted; finished cases are stored. Resume with: tracekit eval run {spec} --resume {state['run_id']}",
+                err=True)
         raise typer.Exit(130) from None
     if fmt == "json":
-        emit(json.dumps({"run_id": report.run_id, "task": report.task, "status": report.status,
-                         "metrics": report.metrics, "settings": jsonable(report.settings)}))
+        emit(json_text({"run_id": report.run_id, "task": report.task, "status": report.status,
+                        "metrics": report.metrics, "settings": jsonable(report.settings)}))
     else:
         console.print(_metrics_table(report.metrics, report.scorer_names))
         failures = report.failures()
@@ -113,7 +115,7 @@ def run_cmd(
                         [[r["case_id"], r["epoch"], r["split"], r["status"], r["score"], short(r["explanation"], 80),
                           r["trace_id"]] for r in failures[:10]], "table")
             if len(failures) > 10:
-                console.print(f"[dim]{len(failures) - 10} more failures: tracekit eval show {report.run_id} --failed[/dim]")
+                console.print(f"[dim]{len(failures) - 10} more failures: tracekit eval show {markup(report.run_id)} --failed[/dim]")
         emit(report.summary())
     if fail_under is not None and report.metrics.get("accuracy", 0.0) < fail_under:
         raise typer.Exit(1)
@@ -159,10 +161,10 @@ def show_cmd(
     last = events[-1] if events else {}
     metrics = json.loads(last["metrics"]) if last.get("metrics") else {}
     scorer_names = json.loads(last["scorers"]) if last.get("scorers") else []
-    console.print(f"[bold]{run_id}[/bold] task [bold]{last.get('task', '?')}[/bold] · {last.get('event', '?')}"
-                  f" · epochs {last.get('epochs')} · samples {last.get('samples')}"
-                  + (f" · source {last['source']}" if last.get("source") else "")
-                  + (f" · experiment {last['experiment_id']}" if last.get("experiment_id") else ""))
+    console.print(f"[bold]{markup(run_id)}[/bold] task [bold]{markup(last.get('task', '?'))}[/bold] · "
+                  f"{markup(last.get('event', '?'))} · epochs {markup(last.get('epochs'))} · samples {markup(last.get('samples'))}"
+                  + (f" · source {markup(last['source'])}" if last.get("source") else "")
+                  + (f" · experiment {markup(last['experiment_id'])}" if last.get("experiment_id") else ""))
     if metrics:
         console.print(_metrics_table(metrics, scorer_names))
     render_rows(["case_id", "ep", "split", "status", "score", "output", "why", "trace"],
@@ -184,6 +186,6 @@ def compare_cmd(
 
     c = compare(run_a, run_b, home=home)
     if fmt == "json":
-        emit(json.dumps(jsonable(c.to_dict())))
+        emit(json_text(jsonable(c.to_dict())))
     else:
         emit(c.render(max_cases=max_cases))

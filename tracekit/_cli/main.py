@@ -48,14 +48,26 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit()
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Click's exception base, and typer's (typer >= 0.25 vendors click: its usage errors are not click's)."""
+    out: list[type[BaseException]] = [t for t in (getattr(typer, "TyperException", None),) if t is not None]
+    try:
+        import click
+
+        out.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: expected errors print one clear message (no traceback) and exit 2."""
     try:
         rv = app(args=argv, standalone_mode=False)
     except TracekitError as exc:
-        from ._common import err_console
+        from ._common import say
 
-        err_console.print("error: " + str(exc), markup=False)
+        say("error: " + str(exc), err=True)  # messages quote bad input: control characters made visible
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -64,12 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # click usage errors
-        import click
+    except Exception as exc:  # usage errors (click's, or the click typer vendors)
+        if isinstance(exc, _usage_errors()):
+            import io
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+            from .._termtext import clean
+
+            buf = io.StringIO()
+            exc.show(file=buf)  # type: ignore[attr-defined]  # usage errors quote the bad argument
+            sys.stderr.write(clean(buf.getvalue()))
+            return int(getattr(exc, "exit_code", 2))
         raise
     return rv if isinstance(rv, int) else 0  # a command's typer.Exit(code) comes back as the return value
 

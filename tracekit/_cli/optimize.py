@@ -16,7 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from .._errors import OptimizerError
-from ._common import console, short
+from .._termtext import json_text
+from ._common import cell, console, emit, say, short
 
 
 class _DefaultRun(TyperGroup):
@@ -129,23 +130,26 @@ def run_cmd(
                     target_value=target_value, workers=workers, executor=executor, feedback=feedback, seed=seed,
                     backend=backend, on_event=progress)
     if not show_live:
-        console.print(title, markup=False, highlight=False, soft_wrap=True)
+        say(title)
     with progress:
         summary = opt.run()
-    console.print(f"\nstopped: {summary.stop_reason}", markup=False, highlight=False, soft_wrap=True)
+    say(f"\nstopped: {summary.stop_reason}")  # may quote a proposer's error
     _print_ledger(summary.rows, target.metric)
     base, best = summary.baseline_metric, summary.best_metric
     if base is not None and best is not None:
-        console.print(f"baseline {target.metric} {base:.6g} -> best {best:.6g} ({summary.best_experiment}); "
-                      f"{summary.kept} kept; proposer cost ${summary.cost_usd:.4f}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"ledger: tracekit sql --home {the_home} \"SELECT * FROM experiments\"   results.tsv: {summary.results_tsv}\n"
-                  f"branch: tracekit/{run_id} in {opt.session.repo.git_dir if opt.session.repo else '?'}",
-                  markup=False, highlight=False, soft_wrap=True)
+        say(f"baseline {target.metric} {base:.6g} -> best {best:.6g} ({summary.best_experiment}); "
+            f"{summary.kept} kept; proposer cost ${summary.cost_usd:.4f}")
+    say(f"ledger: tracekit sql --home {the_home} \"SELECT * FROM experiments\"   results.tsv: {summary.results_tsv}\n"
+        f"branch: tracekit/{run_id} in {opt.session.repo.git_dir if opt.session.repo else '?'}")
 
 
 def _print_ledger(rows: list[dict[str, Any]], metric: str, limit: int = 60) -> None:
+    """The last ledger rows as a table; every cell a Rich `Text` (rationales and errors are a proposer's or a run's)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from .._termtext import clean
 
     cols = ["experiment_id", "status", metric, "improvement", "commit", "proposer", "run_s", "description"]
     out: list[list[Any]] = []
@@ -156,12 +160,12 @@ def _print_ledger(rows: list[dict[str, Any]], metric: str, limit: int = 60) -> N
         out.append([r["experiment_id"], r["status"], r.get("metric"), r.get("improvement"),
                     (r.get("candidate_commit") or "")[:7], r.get("proposer"),
                     None if r.get("run_s") is None else round(r["run_s"], 1), short(desc, 100)])
-    wide = Console(width=max(console.width, 180), highlight=False, soft_wrap=False)
+    wide = Console(width=max(console.width, 180), highlight=False, soft_wrap=False, emoji=False)
     table = Table(header_style="bold")
-    for c in cols:
-        table.add_column(c, overflow="fold", no_wrap=c != "description")
+    for i, c in enumerate(cols):
+        table.add_column(Text(clean(c, newlines=False)), overflow="fold", no_wrap=i != len(cols) - 1)
     for cells in out:
-        table.add_row(*[short(v, 100) for v in cells])
+        table.add_row(*[cell(v, 100) for v in cells])
     wide.print(table)
 
 
@@ -193,15 +197,12 @@ def status_cmd(
     led = Ledger(h, run_id)
     pending = led.pending()
     if fmt == "json":
-        import json
-
-        print(json.dumps({"run_id": run_id, "rows": led.rows, "in_flight": [p.intent["experiment_id"] for p in pending]},
-                         default=str))
+        emit(json_text({"run_id": run_id, "rows": led.rows, "in_flight": [p.intent["experiment_id"] for p in pending]},
+                       default=str))
         return
-    console.print(summary_markdown(led.rows, run_id, len(pending)), markup=False, highlight=False, soft_wrap=True)
+    say(summary_markdown(led.rows, run_id, len(pending)))
     for p in pending:
-        console.print(f"in flight (or interrupted): {p.intent['experiment_id']} {short(p.intent.get('description'), 80)}",
-                      markup=False, highlight=False, soft_wrap=True)
+        say(f"in flight (or interrupted): {p.intent['experiment_id']} {short(p.intent.get('description'), 80)}")
     metric = led.rows[0]["metric_name"] if led.rows else "metric"
     _print_ledger(led.rows, metric, limit)
 
@@ -218,17 +219,18 @@ def report_cmd(
     Example: tracekit optimize report examples/tinylm --out progress.png
     """
     from ..optimizer._report import ledger_rows, pick_run, plot_progress, summary_markdown
+    from ..optimizer._safefs import write_file
 
     h = _resolve(target_dir, home)
     run_id = pick_run(h, tag)
     rows = ledger_rows(h, run_id)
     run_dir = h / "optimizer" / run_id
     png = plot_progress(rows, out or run_dir / "progress.png")
-    text = summary_markdown(rows, run_id)
+    text = summary_markdown(rows, run_id)  # free of control characters: a file humans open
     md = png.with_name("summary.md")
-    md.write_text(text)
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-    console.print(f"wrote {png} and {md}", markup=False, highlight=False, soft_wrap=True)
+    write_file(md, text)  # never through a link left at that name
+    say(text)
+    say(f"wrote {png} and {md}")
 
 
 @app.command("stop")
@@ -242,9 +244,10 @@ def stop_cmd(
     Example: tracekit optimize stop examples/tinylm
     """
     from ..optimizer._report import pick_run
+    from ..optimizer._safefs import write_file
 
     h = _resolve(target_dir, home)
     run_id = pick_run(h, tag)
     stop = h / "optimizer" / run_id / "STOP"
-    stop.touch()
-    console.print(f"wrote {stop}; the loop stops after the experiments in flight", markup=False, highlight=False, soft_wrap=True)
+    write_file(stop, "")
+    say(f"wrote {stop}; the loop stops after the experiments in flight")

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +14,8 @@ from typing import Annotated
 import typer
 
 from .._errors import SandboxError
-from ._common import HomeOption, console, emit
+from .._termtext import json_text, markup
+from ._common import HomeOption, console, emit, say
 
 app = typer.Typer(help="Run a command in the sandbox; check which backend and limits work on this machine.",
                   no_args_is_help=True)
@@ -85,22 +85,24 @@ def run_cmd(
     )
     result = run(spec)
     if as_json:
-        emit(json.dumps(result.to_dict(), ensure_ascii=False))
+        emit(json_text(result.to_dict()))
     else:
+        # metric names, the error and the output tails are the candidate's: printed as text, never as markup
         color = "green" if result.ok else "red"
-        console.print(f"[{color}]{result.status}[/{color}]  exit={result.exit_code} signal={result.signal} "
+        console.print(f"[{color}]{markup(result.status)}[/{color}]  exit={result.exit_code} signal={result.signal} "
                       f"wall={result.wall_s:.2f}s cpu={result.cpu_s if result.cpu_s is not None else '?'}s "
-                      f"peak={result.peak_memory_mb}MB backend={result.backend}")
+                      f"peak={result.peak_memory_mb}MB backend={markup(result.backend)}")
         if result.metrics:
-            console.print("metrics: " + ", ".join(f"{k}={v:g}" for k, v in result.metrics.items()) + f"  ({result.metric_source})")
+            say("metrics: " + ", ".join(f"{k}={v:g}" for k, v in result.metrics.items()) + f"  ({result.metric_source})")
         if result.error:
-            console.print(f"error: {result.error}", markup=False, soft_wrap=True)
+            say(f"error: {result.error}")
         for name, stream in (("stdout", result.stdout), ("stderr", result.stderr)):
             lines = stream.text().rstrip("\n").splitlines()[-15:]
             if lines:
-                console.print(f"[dim]--- {name} (last {len(lines)} lines of {stream.total_bytes} bytes; {stream.path})[/dim]", soft_wrap=True)
-                console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
-        console.print(f"[dim]run folder: {result.run_dir}   trace: {result.trace_id}[/dim]", soft_wrap=True)
+                console.print(f"[dim]--- {name} (last {len(lines)} lines of {stream.total_bytes} bytes; "
+                              f"{markup(stream.path)})[/dim]", soft_wrap=True)
+                say("\n".join(lines))
+        console.print(f"[dim]run folder: {markup(result.run_dir)}   trace: {markup(result.trace_id)}[/dim]", soft_wrap=True)
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -117,6 +119,6 @@ def check_cmd(
 
     report = check(probe_run=probe)
     if as_json:
-        emit(json.dumps(report.to_dict()))
+        emit(json_text(report.to_dict()))
     else:
-        console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+        say(report.summary())

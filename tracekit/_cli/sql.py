@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--format {fmt!r}: use table, csv, json or jsonl")
         db = Database(home)
         if schema or query is None:
-            print(db.describe())
+            emit(db.describe())
             return
         if query == "-":
             query = sys.stdin.read()

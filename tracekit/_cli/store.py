@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ._common import HomeOption, console, emit, render_rows
+from .._termtext import markup
+from ._common import HomeOption, console, emit, render_rows, say
 
 app = typer.Typer(help="Inspect and compact the Parquet store.", no_args_is_help=True)
 
@@ -22,7 +23,7 @@ def info_cmd(home: HomeOption = None, fmt: Annotated[str, typer.Option("--format
 
     store = Store(home)
     info = store.info()
-    console.print(f"[dim]home: {store.home.resolve()}[/dim]") if fmt == "table" else None
+    console.print(f"[dim]home: {markup(store.home.resolve())}[/dim]") if fmt == "table" else None
     emit(render_rows(["table", "files", "rows", "bytes"], [[t, v["files"], v["rows"], v["bytes"]] for t, v in info.items()], fmt))
 
 
@@ -45,4 +46,4 @@ def compact_cmd(
         if name not in all_tables():
             raise typer.BadParameter(f"unknown table {name!r}; tables: {', '.join(sorted(all_tables()))}")
         r = store.compact(name)
-        console.print(f"{name}: {r.files_before} files -> {r.files_after}, rows {r.rows_before} -> {r.rows_after}")
+        say(f"{name}: {r.files_before} files -> {r.files_after}, rows {r.rows_before} -> {r.rows_after}")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from .._query import sql_literal
+from .._termtext import markup
 from ._common import HomeOption, console, emit, render_rows, short
 
 app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_help=True)
@@ -87,10 +88,12 @@ def show_cmd(
         by_parent.setdefault(parent, []).append(r)
 
     def label(r: dict[str, Any]) -> str:
+        # every field is whatever an OTLP client sent: escaped for markup, control characters made visible
         status = "[red]✗ error[/red]" if r["status"] == "error" else "[green]✓[/green]"
-        text = f"[bold]{r['name']}[/bold] [dim]{r['kind']}[/dim] {r['duration_ms']:.1f} ms {status}"
+        text = f"[bold]{markup(r['name'], newlines=False)}[/bold] [dim]{markup(r['kind'], newlines=False)}[/dim] " \
+               f"{r['duration_ms']:.1f} ms {status}"
         if r["status"] == "error" and r["status_message"]:
-            text += f" [red]{short(r['status_message'], width)}[/red]"
+            text += f" [red]{_esc(short(r['status_message'], width))}[/red]"
         if r["input"] is not None:
             text += f"\n  [cyan]in [/cyan] {_esc(short(r['input'], width))}"
         if r["output"] is not None:
@@ -98,7 +101,7 @@ def show_cmd(
         return text
 
     total = max((r["duration_ms"] for r in rows), default=0.0)
-    tree = Tree(f"trace [bold]{tid}[/bold] · {len(rows)} spans · {total:.1f} ms")
+    tree = Tree(f"trace [bold]{markup(tid)}[/bold] · {len(rows)} spans · {total:.1f} ms")
 
     def add(node: Any, parent: str | None) -> None:
         for r in by_parent.get(parent, []):
@@ -109,6 +112,4 @@ def show_cmd(
 
 
 def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    return markup(text, newlines=False)

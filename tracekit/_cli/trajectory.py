@@ -6,14 +6,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .._errors import TrajectoryError
-from ._common import HomeOption, console, emit, err_console
+from .._termtext import json_text
+from ._common import HomeOption, emit, say
 
 
 def export_atif_cmd(
@@ -28,9 +28,9 @@ def export_atif_cmd(
 
     doc = export_atif(trace_id, output, home=home, agent_name=agent_name, agent_version=agent_version)
     if output is None:
-        emit(json.dumps(doc, indent=2, ensure_ascii=False))
+        emit(json_text(doc, indent=2))
     else:
-        console.print(f"wrote {output} ({len(doc['steps'])} steps)", markup=False, soft_wrap=True)
+        say(f"wrote {output} ({len(doc['steps'])} steps)")
 
 
 def import_atif_cmd(
@@ -47,9 +47,9 @@ def import_atif_cmd(
             tid = import_atif(path, home=home, project=project)
         except TrajectoryError as exc:
             failed += 1
-            err_console.print(f"skipped {path}: {exc}", markup=False, soft_wrap=True)
+            say(f"skipped {path}: {exc}", err=True)
             continue
-        console.print(f"imported {path} as trace {tid}", markup=False, soft_wrap=True)
+        say(f"imported {path} as trace {tid}")
     if failed and failed == len(paths):
         raise TrajectoryError(f"none of the {len(paths)} file(s) could be imported (reasons above)")
 

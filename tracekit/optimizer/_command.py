@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import time
@@ -29,15 +28,13 @@ from typing import Any
 
 from .._errors import OptimizerError
 from ._proposer import Cost, Proposal, ProposalContext
+from ._safefs import Dir, UnsafePath, copy_tree
 from ._validate import InvalidProposal
 
 
 def copy_target(root: Path, dest: Path, exclude: tuple[str, ...]) -> None:
-    """Copy the target folder to `dest`, skipping names matching `exclude` (globs)."""
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        return {n for n in names if any(fnmatch(n, pat) for pat in exclude)}
-
-    shutil.copytree(root, dest, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+    """Copy the target folder to the new folder `dest`, skipping names matching `exclude` (globs); links stay links."""
+    copy_tree(root, dest, exclude)
 
 
 def _snapshot(folder: Path, exclude: tuple[str, ...]) -> dict[str, tuple[int, int]]:
@@ -47,7 +44,7 @@ def _snapshot(folder: Path, exclude: tuple[str, ...]) -> dict[str, tuple[int, in
         for n in filenames:
             p = Path(dirpath) / n
             try:
-                st = p.stat()
+                st = p.lstat()
             except OSError:
                 continue
             out[str(p.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
@@ -72,6 +69,39 @@ def parse_cost(stdout: str) -> Cost:
                         int(usage.get("cache_creation_input_tokens", 0) or 0),
                         float(usd) if usd is not None else None)
     return Cost(usd=None)
+
+
+def _read_editable(work: Path, editable: tuple[str, ...], limit: int) -> dict[str, str]:
+    """The editable files the command left, read without following links; a link or an oversize file is invalid."""
+    files = {}
+    try:
+        d = Dir.open(work)
+    except (OSError, UnsafePath) as exc:
+        raise InvalidProposal("command", f"the proposer removed or replaced its workspace {work} ({exc}); edit the files "
+                                         "in it instead") from None
+    with d:
+        for rel in editable:
+            try:
+                data = d.read(rel, limit)
+            except FileNotFoundError:
+                continue  # deleted: the parent's version stays
+            except (UnsafePath, NotADirectoryError) as exc:
+                raise InvalidProposal("symlink", f"the proposer left {rel} as a symbolic link or a special file ({exc}); "
+                                                 "edit the file in place instead") from None
+            if len(data) > limit:
+                raise InvalidProposal("size", f"the proposer left {rel} over {limit} bytes (max_file_bytes); propose a "
+                                              "smaller file")
+            files[rel] = data.decode("utf-8", errors="replace")
+    return files
+
+
+def _read_rationale(scratch: Path, name: str) -> str:
+    """The rationale file's start ('' when absent, a link or not a file: then stdout's last line is used)."""
+    try:
+        with Dir.open(scratch) as d:
+            return d.read(name, 64 * 1024)[: 64 * 1024].decode("utf-8", errors="replace").strip()
+    except (OSError, UnsafePath):
+        return ""
 
 
 class CommandProposer:
@@ -103,8 +133,9 @@ class CommandProposer:
         target = ctx.target
         work = ctx.scratch / "workspace"
         copy_target(target.root, work, target.exclude)
-        for rel, text in ctx.files.items():
-            (work / rel).write_text(text)
+        with Dir.open(work) as d:
+            for rel, text in ctx.files.items():
+                d.write(rel, text)
         before = _snapshot(work, target.exclude)
         prompt_file = ctx.context_dir / "prompt.md"
         rationale_file = ctx.scratch / "rationale.txt"
@@ -134,8 +165,8 @@ class CommandProposer:
         after = _snapshot(work, target.exclude)
         touched = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         ignored = [t for t in touched if t not in target.editable]
-        files = {rel: (work / rel).read_text(errors="replace") for rel in target.editable if (work / rel).is_file()}
-        rationale = rationale_file.read_text(errors="replace").strip() if rationale_file.is_file() else ""
+        files = _read_editable(work, target.editable, target.max_file_bytes)
+        rationale = _read_rationale(ctx.scratch, rationale_file.name)
         if not rationale:
             lines = [ln.strip() for ln in (out or "").splitlines() if ln.strip()]
             if lines and not lines[-1].startswith("{"):

@@ -19,12 +19,12 @@ import csv
 import io
 import json
 import os
-import shutil
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._query import sql_literal
+from ._safefs import Dir, UnsafePath, remove_tree
 
 if TYPE_CHECKING:
     from .._query import Database
@@ -43,18 +43,14 @@ Do not run the evaluation yourself: tracekit runs it.
 """
 
 
-def _writable(path: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for n in filenames:
-            os.chmod(Path(dirpath) / n, 0o644)
+RO_FILE, RO_DIR, RW_DIR = 0o444, 0o555, 0o755
 
 
-def _read_only(path: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in filenames:
-            os.chmod(Path(dirpath) / n, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        os.chmod(dirpath, 0o555)
+def _replace_non_dir(parent: Dir, name: str) -> None:
+    """A link or file where one of our folders belongs (an agent can put one there) is removed, never followed."""
+    mode = parent.kind(name)
+    if mode is not None and not stat.S_ISDIR(mode):
+        parent.remove(name)
 
 
 def _csv(db: "Database", sql: str) -> str:
@@ -67,58 +63,79 @@ def _csv(db: "Database", sql: str) -> str:
     return buf.getvalue()
 
 
-def _experiment(dest: Path, db: "Database", ledger: "Ledger", row: dict[str, Any]) -> None:
-    d = dest / "experiments" / row["experiment_id"]
-    if d.exists():
-        return
-    tmp = d.with_name(d.name + ".tmp")
-    if tmp.exists():
-        _writable(tmp)
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    (tmp / "diff.patch").write_text(row.get("diff") or "")
-    (tmp / "row.json").write_text(json.dumps(row, default=str, indent=1))
+def _stream_text(ledger: "Ledger", row: dict[str, Any], stream: str) -> bytes:
+    """A run's full stdout/stderr log, read without following links; the ledger's tail when it is gone."""
     result_path = ledger.exp_dir(row["experiment_id"]) / "result.json"
-    if result_path.is_file():
-        try:
-            result = json.loads(result_path.read_text())
-        except ValueError:
-            result = {}
+    try:
+        result = json.loads(result_path.read_text())
+        src = Path(str((result.get(stream) or {}).get("path") or ""))
+        if src.is_absolute() and src.is_relative_to(ledger.dir):
+            with Dir.open(src.parent, anchor=ledger.dir) as d:
+                return d.read(src.name)
+    except (OSError, ValueError, AttributeError, UnsafePath):
+        pass
+    return (row.get(f"{stream}_tail") or "").encode()
+
+
+def _experiment(exps: Dir, db: "Database", ledger: "Ledger", row: dict[str, Any]) -> None:
+    """Write experiments/<id>/ once (decided experiments never change), via a temp folder renamed into place."""
+    eid = row["experiment_id"]
+    mode = exps.kind(eid)
+    if mode is not None and stat.S_ISDIR(mode):
+        return
+    _replace_non_dir(exps, eid)
+    tmp = eid + ".tmp"
+    exps.remove(tmp)
+    with exps.sub(tmp, create=True) as d:
+        d.write("diff.patch", row.get("diff") or "", RO_FILE)
+        d.write("row.json", json.dumps(row, default=str, indent=1), RO_FILE)
         for stream in ("stdout", "stderr"):
-            src = Path(str((result.get(stream) or {}).get("path", "")))
-            if src.is_file():
-                shutil.copyfile(src, tmp / f"{stream}.txt")
-            else:
-                (tmp / f"{stream}.txt").write_text(row.get(f"{stream}_tail") or "")
-    if row.get("trace_id"):
-        f = f"trace_id = {sql_literal(row['trace_id'])}"
-        (tmp / "metrics.csv").write_text(_csv(db, f"SELECT name, step, value, time FROM metrics WHERE {f} ORDER BY name, step, time"))
-        (tmp / "spans.csv").write_text(_csv(
-            db, "SELECT span_id, parent_span_id, name, kind, start_time, round(duration_ms, 3) AS duration_ms, status, "
-                f"status_message FROM spans WHERE {f} ORDER BY start_time"))
-    os.replace(tmp, d)
+            d.write(f"{stream}.txt", _stream_text(ledger, row, stream), RO_FILE)
+        if row.get("trace_id"):
+            f = f"trace_id = {sql_literal(row['trace_id'])}"
+            d.write("metrics.csv", _csv(db, f"SELECT name, step, value, time FROM metrics WHERE {f} ORDER BY name, step, time"),
+                    RO_FILE)
+            d.write("spans.csv", _csv(
+                db, "SELECT span_id, parent_span_id, name, kind, start_time, round(duration_ms, 3) AS duration_ms, status, "
+                    f"status_message FROM spans WHERE {f} ORDER BY start_time"), RO_FILE)
+        d.chmod(RO_DIR)
+    os.rename(tmp, eid, src_dir_fd=exps.fd, dst_dir_fd=exps.fd)
 
 
 def materialize(dest: Path, db: "Database", ledger: "Ledger", files: dict[str, str], full_prompt: str) -> Path:
-    """Write (or refresh) the context folder; returns it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    _writable(dest)
-    (dest / "README.md").write_text(README)
-    (dest / "prompt.md").write_text(full_prompt)
-    cols = ("experiment_id", "seq", "status", "parent_id", "metric", "improvement", "description", "error")
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(cols)
-    for r in ledger.rows:
-        w.writerow([" ".join(str(r.get(c) if r.get(c) is not None else "").split()) for c in cols])
-    (dest / "history.tsv").write_text(buf.getvalue())
-    cur = dest / "current"
-    if cur.exists():
-        shutil.rmtree(cur)
-    for rel, text in files.items():
-        (cur / rel).parent.mkdir(parents=True, exist_ok=True)
-        (cur / rel).write_text(text)
-    for row in ledger.rows:
-        _experiment(dest, db, ledger, row)
-    _read_only(dest)
+    """Write (or refresh) the context folder; returns it. Nothing is written through a link an agent left in it."""
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        remove_tree(dest)
+    with Dir.open(dest, create=True) as top:
+        top.chmod(RW_DIR)
+        for name in ("README.md", "prompt.md", "history.tsv"):
+            if stat.S_ISDIR(top.kind(name) or 0):
+                top.remove(name)  # a folder an agent left where our file goes
+        top.write("README.md", README, RO_FILE)
+        top.write("prompt.md", full_prompt, RO_FILE)
+        cols = ("experiment_id", "seq", "status", "parent_id", "metric", "improvement", "description", "error")
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+        w.writerow(cols)
+        for r in ledger.rows:
+            w.writerow([" ".join(str(r.get(c) if r.get(c) is not None else "").split()) for c in cols])
+        top.write("history.tsv", buf.getvalue(), RO_FILE)
+        top.remove("current")
+        with top.sub("current", create=True) as cur:
+            for rel, text in files.items():
+                cur.write(rel, text, RO_FILE)
+            _read_only_dirs(cur)
+        _replace_non_dir(top, "experiments")
+        with top.sub("experiments", create=True) as exps:
+            exps.chmod(RW_DIR)
+            for row in ledger.rows:
+                _experiment(exps, db, ledger, row)
+            exps.chmod(RO_DIR)
+        top.chmod(RO_DIR)
     return dest
+
+
+def _read_only_dirs(d: Dir) -> None:
+    """Mark the folders below `d` (and it) read-only, by fd: a hint to the agent, not a barrier (root ignores it)."""
+    for _, _, _, fd in os.fwalk(".", dir_fd=d.fd):
+        os.fchmod(fd, RO_DIR)

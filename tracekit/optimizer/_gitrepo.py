@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .._errors import OptimizerError
+from ._safefs import Dir
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "tracekit", "GIT_AUTHOR_EMAIL": "tracekit@localhost",
@@ -68,6 +69,9 @@ class GitRepo:
         return f"GitRepo({str(self.git_dir)!r}, prefix={self.prefix!r})"
 
     def g(self, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None, check: bool = True) -> str:
+        if self.private and self.git_dir.is_symlink():  # planted since: git would write its objects through it
+            raise GitError(f"the optimizer's repository {self.git_dir} was replaced by a symbolic link; remove the link "
+                           "(the run's commits are in the repository it replaced, if you moved it back)")
         return git(*args, git_dir=self.git_dir, input=input, env=env, check=check)
 
     def full(self, rel: str) -> str:
@@ -83,6 +87,9 @@ class GitRepo:
             gd = Path(git("rev-parse", "--absolute-git-dir", cwd=root))
             return GitRepo(gd)
         bare = home / "optimizer" / "repo.git"
+        if bare.is_symlink():
+            raise GitError(f"{bare} is a symbolic link; the optimizer keeps its private repository only under --home. "
+                           "Remove the link (or pass --home with the real folder)")
         if not (bare / "HEAD").exists():
             bare.parent.mkdir(parents=True, exist_ok=True)
             git("init", "--bare", "-q", str(bare))
@@ -92,11 +99,13 @@ class GitRepo:
         """Add an ignore pattern to .git/info/exclude (never touches tracked files)."""
         if self.private:
             return
-        path = self.git_dir / "info" / "exclude"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = path.read_text() if path.exists() else ""
-        if pattern not in text.splitlines():
-            path.write_text(text + ("" if text.endswith("\n") or not text else "\n") + pattern + "\n")
+        with Dir.open(self.git_dir / "info", create=True, anchor=self.git_dir) as info:
+            try:
+                text = info.read("exclude").decode("utf-8", errors="replace")
+            except FileNotFoundError:
+                text = ""
+            if pattern not in text.splitlines():
+                info.write("exclude", text + ("" if text.endswith("\n") or not text else "\n") + pattern + "\n")
 
     # -- reading -------------------------------------------------------------------------------
 

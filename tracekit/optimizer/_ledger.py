@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
-from .._fsio import atomic_write_text
 from .._schema import BOOL, FLOAT64, INT64, JSON, STRING, TIMESTAMP, Column, Table, list_of, register_table
+from .._termtext import clean
+from ._safefs import own_dir, write_file
 
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "invalid")
 
@@ -89,9 +90,9 @@ EXPERIMENTS = register_table(Table(
 LIGHT_COLUMNS = [c.name for c in EXPERIMENTS.columns if c.name not in ("prompt", "raw_output")]
 
 
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, default=str))
+def _atomic_json(path: Path, data: dict[str, Any], anchor: Path | None = None) -> None:
+    """All or nothing, fsynced, and never through a link planted in the run folder (see `_safefs`)."""
+    write_file(path, json.dumps(data, default=str), durable=True, anchor=anchor)
 
 
 @dataclass
@@ -172,10 +173,11 @@ class Ledger:
         return max(seqs) + 1 if seqs else 0
 
     def write_intent(self, intent: dict[str, Any]) -> None:
-        _atomic_json(self.exp_dir(intent["experiment_id"]) / "intent.json", intent)
+        own_dir(self.exp_dir(intent["experiment_id"]), anchor=self.dir)  # a link planted at a future id is undone
+        _atomic_json(self.exp_dir(intent["experiment_id"]) / "intent.json", intent, anchor=self.dir)
 
     def write_result(self, experiment_id: str, result: dict[str, Any]) -> None:
-        _atomic_json(self.exp_dir(experiment_id) / "result.json", result)
+        _atomic_json(self.exp_dir(experiment_id) / "result.json", result, anchor=self.dir)
 
     def write_outcome(self, row: dict[str, Any]) -> None:
         if row["experiment_id"] in self.done_ids:
@@ -191,12 +193,11 @@ class Ledger:
     def write_tsv(self, metric_name: str | None = None) -> Path:
         """autoresearch's results.tsv: commit, <metric>, memory_gb, status, description."""
         name = metric_name or next((r["metric_name"] for r in self.rows if r.get("metric_name")), "metric")
-        lines = ["\t".join(("commit", name, "memory_gb", "status", "description"))]
+        lines = ["\t".join(("commit", _tsv_cell(name), "memory_gb", "status", "description"))]
         for r in self.rows:
             lines.append("\t".join(tsv_fields(r)))
         path = self.dir / "results.tsv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, "\n".join(lines) + "\n", durable=False)  # regenerated from the rows
+        write_file(path, "\n".join(lines) + "\n")  # regenerated from the rows: atomic, not fsynced
         return path
 
 
@@ -224,7 +225,12 @@ def tsv_fields(r: dict[str, Any]) -> tuple[str, str, str, str, str]:
                 mem = float(s["memory_gb"])
         except (ValueError, TypeError):
             mem = 0.0
-    desc = " ".join(str(r.get("description") or "").split())
+    desc = str(r.get("description") or "")
     if status in ("timeout", "invalid"):
         desc = f"[{status}] {desc}".strip()
-    return commit, metric_text, f"{mem:.1f}", tsv_status, desc.replace("\t", " ")
+    return _tsv_cell(commit), metric_text, f"{mem:.1f}", tsv_status, _tsv_cell(desc)
+
+
+def _tsv_cell(text: str) -> str:
+    """One cell of results.tsv: whitespace runs (tabs, newlines) become one space, control characters visible."""
+    return clean(" ".join(text.split()), newlines=False, tabs=False)

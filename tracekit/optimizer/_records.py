@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -22,11 +21,13 @@ from typing import Any
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
+from .._errors import OptimizerError
 from . import _runs
 from ._context import ContextBuilder, elide
 from ._execute import Executor, Flight, Parent
 from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
+from ._safefs import own_dir, remove_tree
 from ._session import Session, host_facts
 from ._target import Target
 from ._validate import Candidate, InvalidProposal, build_candidate, content_hash
@@ -187,7 +188,10 @@ class Recorder:
                 try:
                     f.proposal = proposer.propose(ctx)
                 finally:
-                    shutil.rmtree(scratch, ignore_errors=True)
+                    try:
+                        remove_tree(scratch)
+                    except (OSError, OptimizerError):
+                        pass  # a leftover scratch folder is harmless; the next proposal gets a new one
         except InvalidProposal as exc:
             f.propose_s = time.monotonic() - t0 - f.context_s
             span.set_status(Status(StatusCode.ERROR, str(exc)[:500]))
@@ -223,9 +227,8 @@ class Recorder:
         self._write_intent(f)
 
     def _scratch_root(self) -> Path:
-        p = self.session.dir / "scratch"
-        p.mkdir(parents=True, exist_ok=True)
-        return p
+        """The run's scratch folder, a real folder: a link left there by a command proposer is removed, not followed."""
+        return own_dir(self.session.dir / "scratch", anchor=self.session.dir)
 
     def _release(self, f: Flight, exc: BaseException) -> None:
         """A proposal that produced nothing to record: end its trace and give its sequence number back."""

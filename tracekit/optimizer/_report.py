@@ -1,5 +1,9 @@
 """Reading a run back: status, a markdown summary and the progress plot (like autoresearch's progress.png).
 
+Rationales and errors are a proposer's and a run's text: the summary holds them on one line each
+with control characters made visible (it is printed to terminals and opened by humans), and the plot
+draws them with math parsing off (a `$` in a rationale is not TeX to render, or to fail on).
+
     rows = ledger_rows(home, "main")
     print(summary_markdown(rows))
     plot_progress(rows, Path("progress.png"))      # needs matplotlib (the `plot` extra)
@@ -7,13 +11,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
+from .._termtext import clean
 from ._ledger import keeps_in_order
+from ._safefs import write_file
 
 
 def runs(home: Path) -> list[dict[str, Any]]:
@@ -91,14 +98,18 @@ def summary_markdown(rows: list[dict[str, Any]], run_id: str = "", pending: int 
         lines += ["", "## Kept improvements", "", f"| id | {metric} | improvement | change |", "|---|---|---|---|"]
         for r in keeps:
             lines.append(f"| {r['experiment_id']} | {r['metric']:.6g} | {r.get('improvement') or 0:+.4g} | "
-                         f"{(r.get('description') or '').replace('|', '/')[:120]} |")
+                         f"{_one_line(r.get('description')).replace('|', '/')[:120]} |")
     fails = [r for r in rows if r["status"] in ("crash", "timeout")]
     if fails:
         lines += ["", "## Crashes and timeouts", ""]
         for r in fails[-10:]:
             why = (r.get("error") or "").strip().splitlines()
-            lines.append(f"- {r['experiment_id']} ({r['status']}): {why[-1][:200] if why else r.get('run_status')}")
-    return "\n".join(lines) + "\n"
+            lines.append(f"- {r['experiment_id']} ({r['status']}): {_one_line(why[-1])[:200] if why else r.get('run_status')}")
+    return clean("\n".join(lines) + "\n", tabs=False)
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text or "").split())
 
 
 def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
@@ -137,8 +148,8 @@ def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Pat
     for r in kept:
         if r["status"] == "keep":
             label = re.sub(r"\s*\([^)]*\)\s*$", "", r.get("description") or "")[:64]
-            ax.annotate(label, (r["seq"], r["metric"]), textcoords="offset points",
-                        xytext=(4, 6), fontsize=7, color="#1f6f1f", rotation=20)
+            ax.annotate(clean(_one_line(label)), (r["seq"], r["metric"]), textcoords="offset points",
+                        xytext=(4, 6), fontsize=7, color="#1f6f1f", rotation=20, parse_math=False)
     fails = [r for r in rows if r["status"] in ("crash", "timeout")]
     if fails:
         lo = min(r["metric"] for r in measured)
@@ -148,11 +159,12 @@ def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Pat
     n_keep = sum(1 for r in rows if r["status"] == "keep")
     ax.set_title(title or f"{len(rows)} Experiments, {n_keep} Kept Improvement{'' if n_keep == 1 else 's'}")
     ax.set_xlabel("experiment")
-    ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
+    ax.set_ylabel(clean(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)"), parse_math=False)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    write_file(out, buf.getvalue())  # never through a link left at that name
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 from .._errors import OptimizerError
 from ._execute import Executor, Flight, Parent
 from ._proposer import Cost, Proposal
+from ._safefs import remove_tree
 from ._validate import Candidate
 
 if TYPE_CHECKING:
@@ -33,8 +33,7 @@ def _spec(rec: "Recorder", f: Flight, workspace: Path, backend: str) -> Any:
     t = rec.target
     ro = [str(q if q.is_absolute() else (t.root / q).resolve()) for q in (Path(p).expanduser() for p in t.ro_paths)]
     run_dir = rec.ledger.exp_dir(f.experiment_id) / f"run-{f.attempt}-{len(f.results) + 1}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    remove_tree(run_dir, anchor=rec.ledger.dir)
     return RunSpec(
         command=t.run_argv(), workspace=workspace, budget_s=t.budget_s, grace_s=t.grace_s, memory_mb=t.memory_mb,
         max_procs=t.max_procs, disk_mb=t.disk_mb, output_bytes=t.output_bytes, network=t.network,
@@ -77,11 +76,17 @@ def finish(rec: "Recorder", executor: Executor, f: Flight, backend: str) -> Flig
 
 
 def _cleanup(rec: "Recorder", f: Flight, result: dict[str, Any]) -> None:
+    """Drop the run's copies; only inside this experiment's folder, whatever run_dir the result names."""
     rec.session.drop_workspace(f.experiment_id)
-    run_dir = result.get("run_dir")
-    if run_dir:
-        for sub in ("workspace", "io", "tmp"):
-            shutil.rmtree(Path(run_dir) / sub, ignore_errors=True)
+    run_dir = Path(str(result.get("run_dir") or ""))
+    exp = rec.ledger.exp_dir(f.experiment_id)
+    if run_dir.parent != exp or not run_dir.name.startswith("run-"):
+        return
+    for sub in ("workspace", "io", "tmp"):
+        try:
+            remove_tree(run_dir / sub, anchor=rec.ledger.dir)
+        except OSError:
+            pass  # left for the next cleanup of the run folder; never a reason to stop the loop
 
 
 def decide(rec: "Recorder", executor: Executor, f: Flight, backend: str) -> Flight | None:

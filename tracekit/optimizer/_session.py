@@ -22,7 +22,7 @@ import json
 import os
 import platform
 import re
-import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -33,6 +33,7 @@ from .._errors import OptimizerError
 from ._command import copy_target
 from ._gitrepo import GitError, GitRepo
 from ._ledger import Ledger, _atomic_json
+from ._safefs import Dir, UnsafePath, copy_tree, own_dir, remove_tree
 from ._target import TOML_NAME, Target
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -76,7 +77,17 @@ class Session:
 
     def open(self, log: Any = None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.dir / "lock", "a+")
+        for folder in (self.dir.parent, self.dir):
+            if folder.is_symlink():
+                raise OptimizerError(f"{folder} is a symbolic link; the optimizer writes its run folder only where "
+                                     "--home says. Remove the link (or pass --home with the real folder)")
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            raise OptimizerError(f"{self.dir / 'lock'} is not a plain file of its own (hard-linked or special); "
+                                 "delete it and start again")
+        self._lock = os.fdopen(fd, "a+")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -147,23 +158,21 @@ class Session:
         self.save_meta()
 
     def save_meta(self) -> None:
-        _atomic_json(self.dir / "run.json", self.meta)
+        _atomic_json(self.dir / "run.json", self.meta, anchor=self.dir)
 
     def _prepare_base(self, log: Any) -> None:
-        if self.meta.get("setup_done") and self.base.is_dir():
+        if self.meta.get("setup_done") and self.base.is_dir() and not self.base.is_symlink():
             return
-        if self.base.exists():
-            shutil.rmtree(self.base)
+        remove_tree(self.base)
         tmp = self.dir / "base.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        remove_tree(tmp)
         copy_target(self.target.root, tmp, self.target.exclude)
         assert self.repo is not None
-        for rel in list(self.target.editable) + list(self.target.fixed):
-            data = self.repo.read(self.meta["baseline_commit"], rel)
-            if data is not None:
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / rel).write_bytes(data)
+        with Dir.open(tmp) as d:
+            for rel in list(self.target.editable) + list(self.target.fixed):
+                data = self.repo.read(self.meta["baseline_commit"], rel)
+                if data is not None:
+                    d.write(rel, data)
         if self.target.setup:
             if log:
                 log("setup", {"command": self.target.setup})
@@ -173,7 +182,9 @@ class Session:
             env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
             for var in ("TRACEPARENT", "TRACESTATE"):
                 env.pop(var, None)
-            with open(self.dir / "setup.log", "w") as out:
+            remove_tree(self.dir / "setup.log")
+            log_fd = os.open(self.dir / "setup.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with os.fdopen(log_fd, "w") as out:
                 try:
                     proc = subprocess.run(self.target.setup, shell=True, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
                                           timeout=self.target.setup_budget_s)
@@ -218,21 +229,22 @@ class Session:
     # -- workspaces ------------------------------------------------------------------------------
 
     def workspace(self, experiment_id: str, files: dict[str, str]) -> Path:
-        """A copy of base/ (hard links; the sandbox copies it again) with the candidate's editable files."""
-        ws = self.dir / "work" / experiment_id
-        if ws.exists():
-            shutil.rmtree(ws)
-        ws.parent.mkdir(parents=True, exist_ok=True)
+        """A copy of base/ (hard links; the sandbox copies it again) with the candidate's editable files.
+
+        Written by `_safefs`: a link anywhere in the copy (one the target holds, or one planted since)
+        is never followed, and a file is replaced by rename, never written through its hard link into base/.
+        """
+        ws = own_dir(self.dir / "work", anchor=self.dir) / experiment_id
+        remove_tree(ws, anchor=self.dir)
+        copy_tree(self.base, ws, hardlink=True)
         try:
-            shutil.copytree(self.base, ws, copy_function=os.link, symlinks=True)
-        except OSError:
-            shutil.rmtree(ws, ignore_errors=True)
-            shutil.copytree(self.base, ws, symlinks=True)
-        for rel, text in files.items():
-            p = ws / rel
-            p.unlink(missing_ok=True)  # never write through a hard link into base/
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
+            with Dir.open(ws, anchor=self.dir) as d:
+                for rel, text in files.items():
+                    d.write(rel, text)
+        except UnsafePath as exc:
+            raise OptimizerError(f"cannot write the candidate into its workspace {ws}: {exc}. Something replaced part of "
+                                 f"{self.base} with a link; delete {self.base} (it is rebuilt from the target) and start "
+                                 "again: the experiment is run again under the same id") from None
         hashes = self.target.fixed_hashes(ws)
         if hashes != self.meta["fixed_hashes"]:
             bad = sorted(k for k in hashes if hashes[k] != self.meta["fixed_hashes"].get(k))
@@ -241,4 +253,7 @@ class Session:
         return ws
 
     def drop_workspace(self, experiment_id: str) -> None:
-        shutil.rmtree(self.dir / "work" / experiment_id, ignore_errors=True)
+        try:
+            remove_tree(self.dir / "work" / experiment_id, anchor=self.dir)
+        except (OSError, OptimizerError):
+            pass  # a workspace left behind (or behind a planted link) is removed before its id is used again

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
+from ._safefs import Dir, UnsafePath, check_rel, refuse_links
 
 TOML_NAME = "tracekit.toml"
 DEFAULT_EXCLUDE = (".tracekit", ".git", "__pycache__", ".pytest_cache", ".venv", "*.pyc")
@@ -122,14 +123,19 @@ class Target:
         return d
 
     def fixed_hashes(self, folder: Path | None = None) -> dict[str, str]:
-        """SHA-256 of every fixed file (in `folder`, default the target root)."""
+        """SHA-256 of every fixed file (in `folder`, default the target root), read without following links."""
         base = folder or self.root
         out = {}
-        for rel in self.fixed:
-            p = base / rel
-            if not p.is_file():
-                raise OptimizerError(f"fixed file {rel!r} is missing in {base}; it must exist (checked before every run)")
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        with Dir.open(base) as d:
+            for rel in self.fixed:
+                try:
+                    data = d.read(rel)
+                except FileNotFoundError:
+                    raise OptimizerError(f"fixed file {rel!r} is missing in {base}; it must exist (checked before every "
+                                         "run)") from None
+                except (UnsafePath, NotADirectoryError) as exc:
+                    raise OptimizerError(f"fixed file {rel!r} in {base}: {exc}") from None
+                out[rel] = hashlib.sha256(data).hexdigest()
         return out
 
 
@@ -162,8 +168,10 @@ def _rel(root: Path, value: str, key: str) -> str:
         except ValueError:
             raise OptimizerError(f"{key} {value!r} is outside the target folder {root}; list paths relative to it") from None
     norm = os.path.normpath(str(p))
-    if norm.startswith(".."):
+    if norm == ".." or norm.startswith("../"):
         raise OptimizerError(f"{key} {value!r} is outside the target folder {root}; list paths relative to it")
+    check_rel(norm, key)
+    refuse_links(root, norm, key)
     return norm
 
 

@@ -1,7 +1,8 @@
 """Validation before spending a run: a proposal becomes a `Candidate` or an `InvalidProposal`.
 
 Rejected (status `invalid`, no run spent, one repair attempt): an edit that does not parse or
-apply, a change to a file outside the allowlist, a change that changes nothing, a candidate
+apply, a path that is not a plain relative name (absolute, `..`, a NUL byte: reason `path`), file
+contents that are not text, a change to a file outside the allowlist, a change that changes nothing, a candidate
 identical to an earlier one (same content hash), a file over the size cap or a diff over the line
 cap, and Python that does not compile.
 
@@ -12,12 +13,13 @@ cap, and Python that does not compile.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._errors import OptimizerError
 from ._edits import ProposalError, apply_edits, diff_stats, parse_reply, unified_diff
+from ._safefs import path_problem
 
 if TYPE_CHECKING:
     from ._proposer import Proposal
@@ -29,7 +31,7 @@ class InvalidProposal(OptimizerError):
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
-        self.reason = reason  # parse | apply | allowlist | noop | duplicate | size | syntax | empty
+        self.reason = reason  # parse | apply | path | symlink | allowlist | noop | duplicate | size | syntax | empty | command
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,15 @@ def content_hash(files: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
+def _check_paths(paths: Iterable[object]) -> None:
+    """Every path a proposal names must be a plain relative path: checked before the allowlist so the reason is exact."""
+    for path in paths:
+        problem = path_problem(path)
+        if problem:
+            raise InvalidProposal("path", f"the proposal names the path {problem}; name the editable files exactly as "
+                                          "listed, relative to the target")
+
+
 def build_candidate(proposal: "Proposal", parent: Mapping[str, str], target: "Target",
                     known: Mapping[str, str] | None = None) -> Candidate:
     """Turn a proposal into the candidate's files, or raise InvalidProposal saying why not.
@@ -57,6 +68,13 @@ def build_candidate(proposal: "Proposal", parent: Mapping[str, str], target: "Ta
     """
     allowed = set(target.editable)
     if proposal.files is not None:
+        if not isinstance(proposal.files, dict):
+            raise InvalidProposal("parse", f"the proposal's files are a {type(proposal.files).__name__}, not a mapping of "
+                                           "path to text")
+        _check_paths(proposal.files)
+        bad = sorted(str(k) for k, v in proposal.files.items() if not isinstance(v, str))
+        if bad:
+            raise InvalidProposal("parse", f"the new contents of {', '.join(bad)} are not text")
         new = dict(parent)
         outside = sorted(set(proposal.files) - allowed)
         if outside:
@@ -69,6 +87,7 @@ def build_candidate(proposal: "Proposal", parent: Mapping[str, str], target: "Ta
             parsed = parse_reply(proposal.text, default_path=default)
         except ProposalError as exc:
             raise InvalidProposal("parse", str(exc)) from None
+        _check_paths(e.path for e in parsed.edits if e.path)
         outside = sorted({e.path for e in parsed.edits if e.path and e.path not in allowed})
         if outside:
             raise InvalidProposal("allowlist", f"the proposal edits {', '.join(outside)}, outside the editable files "
