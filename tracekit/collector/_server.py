@@ -13,6 +13,7 @@ and the process may open enough files for `max_connections` (the soft limit is r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import socket
@@ -54,11 +55,11 @@ def _uvicorn_server(config: CollectorConfig, log_level: str) -> "object":
     from ._conn import guarded_protocol
 
     app = create_app(config)
-    _room_for_connections(config.conn.max_connections)
+    limits = dataclasses.replace(config.conn, max_connections=_room_for_connections(config.conn.max_connections))
     return uvicorn.Server(
         uvicorn.Config(
             app,
-            http=guarded_protocol(config.conn, app.state.collector.conn_stats),
+            http=guarded_protocol(limits, app.state.collector.conn_stats),
             log_level=log_level,
             access_log=False,
             timeout_keep_alive=config.conn.idle_timeout,
@@ -68,17 +69,20 @@ def _uvicorn_server(config: CollectorConfig, log_level: str) -> "object":
     )
 
 
-def _room_for_connections(max_connections: int) -> None:
-    """Raise the soft open-file limit so `max_connections` fit; refuse if the hard limit cannot."""
+def _room_for_connections(max_connections: int) -> int:
+    """Raise the soft open-file limit so `max_connections` fit; past the hard limit, fewer (with a warning)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = max_connections + FD_MARGIN
-    if soft != resource.RLIM_INFINITY and soft < need:
-        if hard != resource.RLIM_INFINITY and hard < need:
-            raise CollectorError(
-                f"--max-connections {max_connections} needs {need} open files but this process may open {hard}; "
-                f"lower TRACEKIT_MAX_CONNECTIONS to {max(hard - FD_MARGIN, 16)} or raise the limit (ulimit -n)"
-            )
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return max_connections
+    if hard != resource.RLIM_INFINITY and hard < need:
+        fit = max(hard - FD_MARGIN, 16)
+        log.warning("tracekit collector: %d connections need %d open files but the hard limit is %d; "
+                    "capping connections at %d (raise ulimit -n, or set TRACEKIT_MAX_CONNECTIONS)", max_connections, need, hard, fit)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return fit
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    return max_connections
 
 
 def fence_line() -> str:

@@ -72,7 +72,7 @@ class SqlLimits:
     threads: int = 2
     workers: int = 2  # queries answered at once (one worker process each)
     queue_timeout: float = 10.0  # seconds a query waits for a free worker before 503
-    recycle_mb: int = 256  # a worker whose memory grew by more than this is replaced (memory back to the OS)
+    recycle_mb: int = 64  # a worker that sent an answer over this (or grew 4x this) is replaced: memory back to the OS
 
 
 def check_statement(con: Any, sql: str, describe: Callable[[], str] | None = None) -> None:

@@ -8,8 +8,8 @@
 
 Why processes: the client's SQL runs where the kernel forbids every write (see `_sqlworker`), and a
 big answer's memory lives and dies with its worker: the collector only relays frames of at most
-1 MiB, and a worker whose memory grew past `recycle_mb` is replaced once its answer is done, which
-gives the memory back to the OS. At most `workers` queries run at once; the next waits up to
+1 MiB, and a worker that sent an answer over `recycle_mb` (or whose memory grew by four times that)
+is replaced once its answer is done, which gives the memory back to the OS. At most `workers` queries run at once; the next waits up to
 `queue_timeout` for a worker (then SqlBusy, a 503). An answer takes at most `timeout` seconds:
 DuckDB is interrupted at the limit (a clean error, or `truncated` with an error after rows), and a
 worker that overruns by GRACE seconds, or whose answer the client abandoned, is killed.
@@ -153,9 +153,11 @@ class SqlService:
                 return self._idle.pop()
         return self._spawn()
 
-    def _release(self, worker: _Worker, *, healthy: bool = True) -> None:
+    def _release(self, worker: _Worker, *, healthy: bool = True, sent: int = 0) -> None:
+        """Back to the pool; killed if broken, and replaced (memory back to the OS) after an answer
+        over `recycle_mb` or once it grew by four times that (DuckDB's caches)."""
         grown = (worker.rss_kb() - worker.base_rss_kb) * 1024 if healthy else 0
-        recycle = healthy and grown > self.limits.recycle_mb << 20
+        recycle = healthy and (sent > self.limits.recycle_mb << 20 or grown > 4 * self.limits.recycle_mb << 20)
         if not healthy or recycle or self._closed:
             worker.kill()
             self.workers_recycled += recycle
@@ -278,4 +280,4 @@ class Answer:
         if self._done:
             return
         self._done = True
-        self.service._release(self.worker, healthy=complete)
+        self.service._release(self.worker, healthy=complete, sent=int(self.end.get("bytes", 0)))
