@@ -440,3 +440,29 @@ def test_big_answers_stream_with_bounded_memory_given_back(tmp_path: Path) -> No
         assert sql(proc.url, "SELECT count(*) AS n FROM spans") == [{"n": rows}]
     finally:
         proc.stop()
+
+
+def test_an_answer_cut_after_its_first_rows_cannot_pass_for_whole(tmp_path: Path) -> None:
+    """Past the time limit mid-answer: the JSON document ends with truncated + error, the Arrow stream
+    is cut before its end (the client's reader fails); a query over the memory cap fails cleanly."""
+    import pyarrow as pa
+
+    from tracekit.collector._sql import SqlLimits
+
+    srv = start_thread_server(tmp_path / "home", sql=SqlLimits(max_rows=10**9, max_bytes=1 << 40, memory_limit="256MB"))
+    try:
+        q = {"sql": "SELECT i, repeat('x', 200) AS pad FROM range(10000000000) t(i)", "limit": 10**9, "timeout": 1}
+        r = httpx.post(srv.url + "/api/sql", json=q, timeout=60)
+        doc = r.json()
+        assert r.status_code == 200 and r.headers["x-tracekit-streamed"] == "true"
+        assert doc["truncated"] is True and doc["error"] == "sql_timeout" and "time limit of 1 s" in doc["message"]
+        assert doc["row_count"] == len(doc["rows"]) > 0
+        with pytest.raises(httpx.RemoteProtocolError):
+            with httpx.stream("POST", srv.url + "/api/sql", json={**q, "format": "arrow"}, timeout=60) as stream:
+                b"".join(stream.iter_bytes())
+        r = httpx.post(srv.url + "/api/sql", json={"sql": "SELECT list(repeat('x', 1000)) FROM range(3000000)"}, timeout=60)
+        assert r.status_code == 400 and "Out of Memory" in r.json()["message"]
+        r = httpx.post(srv.url + "/api/sql", json={"sql": "SELECT 5 AS x", "format": "arrow"}, timeout=60)
+        assert pa.ipc.open_stream(r.content).read_all().to_pylist() == [{"x": 5}]  # still serving
+    finally:
+        srv.stop()

@@ -159,6 +159,8 @@ class SqlService:
         grown = (worker.rss_kb() - worker.base_rss_kb) * 1024 if healthy else 0
         recycle = healthy and (sent > self.limits.recycle_mb << 20 or grown > 4 * self.limits.recycle_mb << 20)
         if not healthy or recycle or self._closed:
+            if not healthy and not self._closed:
+                log.warning("tracekit collector: SQL worker %d stopped (its answer did not finish); a new one starts on demand", worker.pid)
             worker.kill()
             self.workers_recycled += recycle
             with self._cond:
@@ -191,12 +193,17 @@ class SqlService:
             worker.send({"sql": sql, "params": fr.encode_params(params), "cap": cap, "timeout": timeout,
                          "validate": validate, "format": fmt})
             kind, payload = answer.frame()
+            try:
+                message = json.loads(payload)
+                if kind == fr.START:
+                    answer.columns = list(message["columns"])
+            except (ValueError, KeyError, TypeError):
+                raise fr.WorkerGone(f"the SQL worker sent a malformed {kind!r} frame") from None
             if kind == fr.ERROR:
                 answer.close(complete=True)
-                raise problem_error(json.loads(payload))
+                raise problem_error(message)
             if kind != fr.START:
                 raise fr.WorkerGone(f"the SQL worker sent {kind!r} before its answer")
-            answer.columns = json.loads(payload)["columns"]
             return answer
         except fr.WorkerGone as exc:
             answer.close(complete=False)
@@ -217,7 +224,7 @@ class SqlService:
             raise problem_error(answer.end["error"])
         table = pa.ipc.open_stream(body).read_all()
         table.validate(full=True)
-        return SqlResult(table, bool(answer.end["truncated"]), float(answer.end["elapsed_ms"]))
+        return SqlResult(table, answer.end["truncated"], answer.end["elapsed_ms"])
 
     def run_trusted(self, sql: str, params: list[Any] | None = None, *, limit: int = 1_000_000) -> "pa.Table":
         """tracekit's own parameterised SQL (the /api/traces endpoints), unvalidated, same limits."""
@@ -240,6 +247,7 @@ class Answer:
         self.service, self.worker, self.deadline = service, worker, deadline
         self.columns: list[dict[str, str]] = []
         self.end: dict[str, Any] = {}
+        self.sent = 0  # bytes relayed, counted here (the worker's own count is not trusted)
         self._done = False
 
     def frame(self) -> tuple[bytes, bytes]:
@@ -257,11 +265,15 @@ class Answer:
                 return b""
             kind, payload = frame
             if kind == fr.DATA:
+                self.sent += len(payload)
                 return payload
             if kind != fr.END:
                 raise fr.WorkerGone(f"the SQL worker sent {kind!r} inside an answer")
-            self.end = json.loads(payload)
-        except (fr.WorkerGone, ValueError) as exc:
+            end = json.loads(payload)
+            error = end.get("error")
+            self.end = {"rows": int(end["rows"]), "truncated": bool(end["truncated"]), "elapsed_ms": float(end["elapsed_ms"]),
+                        "error": {"code": str(error.get("code")), "message": str(error.get("message"))} if isinstance(error, dict) else None}
+        except (fr.WorkerGone, ValueError, KeyError, TypeError, AttributeError) as exc:
             self.close(complete=False)
             raise SqlWorkerFailed(str(exc)) from None
         self.close(complete=True)
@@ -280,4 +292,4 @@ class Answer:
         if self._done:
             return
         self._done = True
-        self.service._release(self.worker, healthy=complete, sent=int(self.end.get("bytes", 0)))
+        self.service._release(self.worker, healthy=complete, sent=self.sent)
