@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -250,14 +251,17 @@ async def _export(state: CollectorState, request: Request) -> Response:
     held = 0
     try:
         chunks = []
-        async for chunk in request.stream():
-            if held + len(chunk) > cfg.max_body_bytes:
-                return _otlp_error(state, 413, f"body is over the limit of {cfg.max_body_bytes} bytes; send smaller batches", reply_type)
-            if state.inflight_bytes + len(chunk) > cfg.max_inflight_bytes:
-                return _otlp_error(state, 429, "too many request bytes in flight; retry after the Retry-After delay", reply_type, retry=True)
-            chunks.append(chunk)
-            held += len(chunk)
-            state.inflight_bytes += len(chunk)
+        try:
+            async for chunk in request.stream():
+                if held + len(chunk) > cfg.max_body_bytes:
+                    return _otlp_error(state, 413, f"body is over the limit of {cfg.max_body_bytes} bytes; send smaller batches", reply_type)
+                if state.inflight_bytes + len(chunk) > cfg.max_inflight_bytes:
+                    return _otlp_error(state, 429, "too many request bytes in flight; retry after the Retry-After delay", reply_type, retry=True)
+                chunks.append(chunk)
+                held += len(chunk)
+                state.inflight_bytes += len(chunk)
+        except ClientDisconnect:  # gone (or cut off by the guard's body deadline): store none of a partial body
+            return Response(status_code=400)
         body = b"".join(chunks)
         del chunks
         project = request.headers.get("x-tracekit-project") or cfg.project

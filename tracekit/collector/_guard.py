@@ -42,6 +42,10 @@ class _Late(Exception):
     """The body did not arrive in time."""
 
 
+class _Gone(Exception):
+    """The client disconnected before its body was whole."""
+
+
 class Guard:
     def __init__(self, app: Any, state: "CollectorState", stats: ConnStats) -> None:
         self.app, self.state, self.stats = app, state, stats
@@ -75,6 +79,8 @@ class Guard:
             return
         try:
             body = await self._read_body(receive, limit, deadline)
+        except _Gone:
+            return  # the client left before its body was whole: nobody to answer
         except _Late:
             self.stats.body_timeouts += 1
             await self._refuse(scope, send, 408, "body_timeout", f"the request body took over {cfg.conn.body_timeout:g} s; send it at once", before_body=False)
@@ -94,7 +100,7 @@ class Guard:
             if scope.cancelled_caught:
                 raise _Late
             if message["type"] == "http.disconnect":
-                return b"".join(parts)
+                raise _Gone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

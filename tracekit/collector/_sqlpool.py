@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tracekit.collector")
 GRACE = 5.0  # seconds past the time limit before a silent worker is killed
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this tracekit package
 START_TIMEOUT = 60.0
 _ERRORS: dict[str, type[QueryError]] = {"sql_refused": SqlRefused, "sql_timeout": SqlTimeout}
 
@@ -58,8 +59,10 @@ class _Worker:
     def __init__(self, home: Path, limits: SqlLimits) -> None:
         cfg = json.dumps({"home": str(home), "limits": asdict(limits)})
         env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "HOME": "/nonexistent"}  # no tokens
+        # -I: no environment or user site can change what runs; the same tracekit as this process, by path
+        boot = f"import sys; sys.path.insert(0, {str(PACKAGE_ROOT)!r}); from tracekit.collector._sqlworker import main; sys.exit(main(sys.argv))"
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "tracekit.collector._sqlworker", cfg],
+            [sys.executable, "-I", "-c", boot, cfg],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", start_new_session=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
