@@ -172,7 +172,8 @@ def test_openapi_docs(server: CollectorThread) -> None:
 
 
 def test_result_size_cap_truncates(tmp_path: Path) -> None:
-    from tracekit.collector._sql import SqlLimits, SqlService
+    from tracekit.collector._sql import SqlLimits
+    from tracekit.collector._sqlpool import SqlService
 
     service = SqlService(tmp_path / "home", SqlLimits(max_bytes=64 * 1024, max_rows=10**6, default_rows=10**6))
     try:

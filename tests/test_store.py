@@ -107,7 +107,10 @@ def test_interrupted_compaction_rolls_forward(tmp_path: Path) -> None:
     pq.write_table(merged, folder / out)
     (folder / JOURNAL).write_text(json.dumps({"output": out, "sources": sources}))
     assert tracekit.query("SELECT count(*) FROM spans", home=store.home).fetchall() == [(30,)]
-    assert store.files("spans") == [folder / out] and not (folder / JOURNAL).exists()
+    assert store.files("spans") == [folder / out]  # readers hide the sources and delete nothing
+    assert all((folder / s).exists() for s in sources) and (folder / JOURNAL).exists()
+    assert store.recover("spans") == []  # a writer settles it
+    assert sorted(folder.glob("*.parquet")) == [folder / out] and not (folder / JOURNAL).exists()
 
 
 def test_interrupted_compaction_before_rename_rolls_back(tmp_path: Path) -> None:
@@ -117,6 +120,8 @@ def test_interrupted_compaction_before_rename_rolls_back(tmp_path: Path) -> None
     (folder / "c-never.parquet.tmp").write_bytes(b"partial")
     (folder / JOURNAL).write_text(json.dumps({"output": "c-never.parquet", "sources": [p.name for p in store.files("spans")]}))
     assert store.row_count("spans") == 30
+    assert (folder / JOURNAL).exists()  # reading changed nothing
+    assert store.compact("spans", min_files=99).rows_after == 30  # compaction settles it first
     assert not (folder / JOURNAL).exists() and not (folder / "c-never.parquet.tmp").exists()
 
 

@@ -11,15 +11,25 @@ into place (rename is atomic on POSIX), so readers see whole files or nothing, a
 processes (sandboxed runs included) write at once. Compaction takes a lock that only compactors
 share, writes the merged file, records ``{output, sources}`` in a journal, renames the output into
 place, deletes the sources and then the journal. A crash anywhere in that sequence is rolled
-forward (or back) the next time the table is read or compacted, so no row is lost or doubled.
+forward (or back) by the next compaction (`Store.recover`), so no row is lost or doubled; readers
+meanwhile hide the sources a finished merge already holds. Reading never deletes or writes
+anything: the collector's SQL runs where it cannot (see `tracekit/_landlock.py`).
+
+The journal is data on disk, so it is checked before it is believed: its names must be plain file
+names of its own folder in the store's own pattern, the output a compaction's `c-` name, and a
+roll-forward deletes sources only if the output is a regular Parquet file holding at least as
+many rows. A journal that fails a check is ignored, logged and returned as a problem.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import secrets
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +46,11 @@ if TYPE_CHECKING:
 JOURNAL = "_compaction.json"
 LOCK = ".compact.lock"
 DEFAULT_HOME = ".tracekit"
+# The store's file names: plain names in their table's folder (flushes, `w-` folds, `c-` merges).
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_=+-]*(\.[A-Za-z0-9_=+-]+)*\.parquet")
+MAX_JOURNAL_BYTES = 4 << 20
+
+log = logging.getLogger("tracekit.store")
 
 
 def default_home() -> Path:
@@ -80,8 +95,8 @@ class Store:
         file and the folder before returning. `name` (``<name>.parquet``, unique, no ``c-`` prefix)
         lets a writer record where rows came from (the collector names files by WAL segment).
         """
-        if name is not None and (not name.endswith(".parquet") or "/" in name or name.startswith((".", "c-"))):
-            raise StoreError(f"file name {name!r}: use a plain '<name>.parquet' (no folders, no 'c-' or '.' prefix)")
+        if name is not None and (not FILE_NAME.fullmatch(name) or name.startswith("c-")):
+            raise StoreError(f"file name {name!r}: use a plain '<name>.parquet' of letters, digits, '_', '-' (no folders, no 'c-' or '.' prefix)")
         spec = get_table(table)
         arrow = conform(spec, data)
         if arrow.num_rows == 0:
@@ -110,20 +125,20 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
 
     def files(self, table: str) -> list[Path]:
-        """The Parquet files that make up `table` now (sources of a finished compaction excluded)."""
+        """The Parquet files that make up `table` now (sources of a finished compaction excluded).
+
+        Only reads: a journal left by an interrupted compaction is settled by `recover`, not here.
+        """
         folder = self.table_dir(table)
         if not folder.is_dir():
             return []
-        self._recover(folder)
         hidden: set[str] = set()
-        journal = folder / JOURNAL
-        if journal.exists():  # a compaction between rename and delete: its output already holds these rows
-            try:
-                j = json.loads(journal.read_text())
-                if (folder / j["output"]).exists():
-                    hidden = set(j["sources"])
-            except (OSError, ValueError, KeyError):
-                pass
+        if (folder / JOURNAL).exists():  # a compaction between rename and delete: its output already holds these rows
+            entry, problem = read_journal(folder)
+            if entry is not None and entry.output_complete:
+                hidden = set(entry.sources)
+            elif problem:
+                log.warning("tracekit store: %s", problem)
         return sorted(p for p in folder.glob("*.parquet") if p.name not in hidden)
 
     def row_count(self, table: str) -> int:
@@ -179,7 +194,7 @@ class Store:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / LOCK, "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self._recover(folder)
+            self._settle(folder)
             files = self.files(table)
             small = [p for p in files if p.stat().st_size < target_bytes]
             rows_before = self.row_count(table)
@@ -208,35 +223,50 @@ class Store:
             raise StoreError(f"compaction of {table!r} changed the row count: {rows_before} -> {rows_after}")
         return CompactReport(table, len(files), len(after), rows_before, rows_after)
 
-    def _recover(self, folder: Path) -> None:
-        """Finish or undo a compaction that was interrupted (see the module docstring)."""
-        journal = folder / JOURNAL
-        if not journal.exists():
-            return
+    def recover(self, table: str) -> list[str]:
+        """Finish or undo a compaction of `table` that was interrupted; returns problems found.
+
+        For writers (compaction, the collector at start), never for readers: it deletes files.
+        Skipped while a compactor holds the lock (its journal is its own business).
+        """
+        folder = self.table_dir(table)
+        if not (folder / JOURNAL).exists():
+            return []
         try:
             lock = open(folder / LOCK, "a+")
-        except OSError:
-            return
+        except OSError as exc:
+            return [f"{folder / LOCK}: cannot open the compaction lock ({exc.strerror})"]
         with lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return  # a compactor is at work; files() hides its sources meanwhile
-            if not journal.exists():
-                return
-            try:
-                j = json.loads(journal.read_text())
-                output, sources = j["output"], j["sources"]
-            except (OSError, ValueError, KeyError):
-                journal.unlink(missing_ok=True)
-                return
-            if (folder / output).exists():
-                for s in sources:
-                    (folder / s).unlink(missing_ok=True)
-            else:
-                (folder / (output + ".tmp")).unlink(missing_ok=True)
+                return []  # a compactor is at work; files() hides its sources meanwhile
+            return self._settle(folder)
+
+    def _settle(self, folder: Path) -> list[str]:
+        """Roll an interrupted compaction forward or back; the caller holds the compaction lock."""
+        journal = folder / JOURNAL
+        if not journal.exists():
+            return []
+        entry, problem = read_journal(folder)
+        if entry is None:  # not a journal this store wrote: touch no data file, drop only the journal
+            log.warning("tracekit store: %s; removed it and left every data file alone", problem)
             journal.unlink(missing_ok=True)
             fsync_path(folder)
+            return [problem]
+        if entry.output_complete:
+            for s in entry.sources:
+                (folder / s).unlink(missing_ok=True)
+        elif (folder / entry.output).exists() or (folder / entry.output).is_symlink():
+            raise StoreError(
+                f"{journal}: its output {entry.output} is not a Parquet file holding the rows of its sources; "
+                "left every file and the journal in place: inspect the folder, then remove the journal"
+            )
+        else:
+            (folder / (entry.output + ".tmp")).unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
+        fsync_path(folder)
+        return []
 
     def info(self) -> dict[str, dict[str, int]]:
         """Per table: files, rows and bytes."""
@@ -253,6 +283,72 @@ class Store:
                 "bytes": sum(p.stat().st_size for p in files),
             }
         return out
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    output: str
+    sources: tuple[str, ...]
+    output_complete: bool  # the output is in place and holds at least the sources' rows
+
+
+def read_journal(folder: Path) -> tuple[JournalEntry | None, str]:
+    """The compaction journal of `folder`, checked; (None, problem) when it is not one to believe.
+
+    Names must be plain file names of this folder in the store's pattern (no '/', no '..', not
+    absolute; the output a `c-` merge name, never a source); the output counts as complete only as
+    a regular Parquet file with at least as many rows as the sources still present.
+    """
+    journal = folder / JOURNAL
+    try:
+        fd = os.open(journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, f"{journal}: not a regular file; ignored it"
+            raw = os.read(fd, MAX_JOURNAL_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return None, f"{journal}: cannot read it ({exc.strerror}); ignored it"
+    if len(raw) > MAX_JOURNAL_BYTES:
+        return None, f"{journal}: over {MAX_JOURNAL_BYTES} bytes; not a journal this store wrote, ignored it"
+    try:
+        j = json.loads(raw)
+        output, sources = j["output"], j["sources"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None, f"{journal}: not a compaction journal (expected {{\"output\", \"sources\"}}); ignored it"
+    names = [output, *sources] if isinstance(sources, list) else [output, sources]
+    bad = [n for n in names if not isinstance(n, str) or not FILE_NAME.fullmatch(n)]
+    if bad or not output.startswith("c-") or output in sources:
+        shown = ", ".join(repr(n)[:80] for n in (bad or [output])[:3])
+        return None, (f"{journal}: names {shown} are not plain file names of this folder "
+                      "(a merge's output is 'c-<time>-<pid>-<hex>.parquet'); ignored it and deleted nothing")
+    return JournalEntry(output, tuple(sources), _holds_sources(folder, output, sources)), ""
+
+
+def _holds_sources(folder: Path, output: str, sources: Sequence[str]) -> bool:
+    import pyarrow.parquet as pq
+
+    def rows(name: str) -> int | None:
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(os.dup(fd), "rb") as f:
+                return int(pq.ParquetFile(f).metadata.num_rows)
+        except Exception:
+            return None
+        finally:
+            os.close(fd)
+
+    have = rows(output)
+    if have is None:
+        return False
+    present = [r for r in (rows(s) for s in sources) if r is not None]
+    return have >= sum(present)
 
 
 def read_file(spec: Table, path: Path) -> "pa.Table":

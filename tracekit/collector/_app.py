@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -33,9 +34,12 @@ from .._errors import CollectorError, QueryError
 from .._store import Store
 from . import _otlp
 from ._auth import INGEST, Tokens
+from ._conn import ConnStats
+from ._guard import Guard
 from ._pipeline import Ingestor, to_ipc
 from ._settings import CollectorConfig
-from ._sql import SqlRefused, SqlService, SqlTimeout
+from ._sql import SqlBusy, SqlRefused, SqlTimeout, SqlWorkerFailed
+from ._sqlpool import SqlService
 
 log = logging.getLogger("tracekit.collector")
 
@@ -53,6 +57,7 @@ class CollectorState:
     rejected_spans: int = 0
     requests: Counter[int] = field(default_factory=Counter)
     sql_error: str = ""
+    conn_stats: ConnStats = field(default_factory=ConnStats)
     _sql_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sql_service(self) -> SqlService | None:
@@ -124,6 +129,7 @@ def create_app(config: CollectorConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.collector = state
+    app.add_middleware(Guard, state=state, stats=state.conn_stats)  # token and body limits before FastAPI reads a byte
 
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
@@ -137,6 +143,14 @@ def create_app(config: CollectorConfig) -> FastAPI:
     @app.exception_handler(SqlTimeout)
     async def _timeout(request: Request, exc: SqlTimeout) -> JSONResponse:
         return await _problem(request, HTTPProblem(400, "sql_timeout", str(exc)))
+
+    @app.exception_handler(SqlBusy)
+    async def _busy(request: Request, exc: SqlBusy) -> JSONResponse:
+        return await _problem(request, HTTPProblem(503, "sql_busy", str(exc), {"Retry-After": str(config.retry_after)}))
+
+    @app.exception_handler(SqlWorkerFailed)
+    async def _worker_failed(request: Request, exc: SqlWorkerFailed) -> JSONResponse:
+        return await _problem(request, HTTPProblem(503, "sql_worker_failed", str(exc), {"Retry-After": str(config.retry_after)}))
 
     @app.exception_handler(QueryError)
     async def _sql_error(request: Request, exc: QueryError) -> JSONResponse:
@@ -163,6 +177,8 @@ def create_app(config: CollectorConfig) -> FastAPI:
                 "commit_errors": stats["commit_errors"],
                 "requests_by_status": {str(k): v for k, v in sorted(state.requests.items())},
             },
+            "connections": state.conn_stats.as_dict(),
+            "sql": sql_fence(state.sql),
             "last_error": stats["last_error"],
             "sql_error": state.sql_error or None,
         }
@@ -185,6 +201,26 @@ def create_app(config: CollectorConfig) -> FastAPI:
 
     app.include_router(router)
     return app
+
+
+def sql_fence(service: SqlService | None) -> dict[str, Any]:
+    """What stops a read client from writing: the workers' Landlock, or loudly, only DuckDB's settings."""
+    from .. import _landlock
+
+    abi = service.landlock if service is not None else _landlock.abi()
+    info: dict[str, Any] = service.status() if service is not None else {}
+    info["write_fence"] = (
+        f"kernel: each SQL worker is read-only under Landlock (ABI {abi}), plus DuckDB's settings"
+        if abi else NO_LANDLOCK
+    )
+    return info
+
+
+NO_LANDLOCK = (
+    "WARNING: this kernel has no Landlock: SQL workers cannot be made read-only by the kernel, and DuckDB's own "
+    "settings (allowed_directories, enable_external_access=false, locked) plus the statement check are the only "
+    "fences against writes; run on Linux 5.13+ with Landlock enabled (lsm=landlock)"
+)
 
 
 def _otlp_error(state: CollectorState, status: int, message: str, ctype: str, retry: bool = False) -> Response:
@@ -215,14 +251,17 @@ async def _export(state: CollectorState, request: Request) -> Response:
     held = 0
     try:
         chunks = []
-        async for chunk in request.stream():
-            if held + len(chunk) > cfg.max_body_bytes:
-                return _otlp_error(state, 413, f"body is over the limit of {cfg.max_body_bytes} bytes; send smaller batches", reply_type)
-            if state.inflight_bytes + len(chunk) > cfg.max_inflight_bytes:
-                return _otlp_error(state, 429, "too many request bytes in flight; retry after the Retry-After delay", reply_type, retry=True)
-            chunks.append(chunk)
-            held += len(chunk)
-            state.inflight_bytes += len(chunk)
+        try:
+            async for chunk in request.stream():
+                if held + len(chunk) > cfg.max_body_bytes:
+                    return _otlp_error(state, 413, f"body is over the limit of {cfg.max_body_bytes} bytes; send smaller batches", reply_type)
+                if state.inflight_bytes + len(chunk) > cfg.max_inflight_bytes:
+                    return _otlp_error(state, 429, "too many request bytes in flight; retry after the Retry-After delay", reply_type, retry=True)
+                chunks.append(chunk)
+                held += len(chunk)
+                state.inflight_bytes += len(chunk)
+        except ClientDisconnect:  # gone (or cut off by the guard's body deadline): store none of a partial body
+            return Response(status_code=400)
         body = b"".join(chunks)
         del chunks
         project = request.headers.get("x-tracekit-project") or cfg.project

@@ -119,6 +119,8 @@ class Ingestor:
                 f"another tracekit collector is serving {self.store.home}; stop it or use another --home"
             ) from None
         self.store.table_dir("spans").mkdir(parents=True, exist_ok=True)
+        for problem in self.store.recover("spans"):  # a compaction cut short: settle it (readers never do)
+            log.warning("tracekit collector: %s", problem)
         self._recover()
         for target in (self._commit_loop, self._fold_loop):
             t = threading.Thread(target=target, name=f"tracekit-{target.__name__[1:]}", daemon=True)

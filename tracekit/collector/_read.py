@@ -6,7 +6,13 @@
     curl -s 'localhost:4318/api/traces?project=demo&status=error&limit=20'
 
 Every read first folds acknowledged spans into Parquet (so a 200 from /v1/traces is visible to
-the next query), then runs on the locked-down DuckDB of `_sql.SqlService`.
+the next query), then runs in a SQL worker process (`_sqlpool`, `_sqlworker`). Answers stream:
+the worker encodes rows batch by batch and the collector relays frames of at most 1 MiB, so no
+process holds a whole big answer. An answer that is complete within its first PREFETCH bytes is
+sent as one response with exact headers (and a statement that failed is a 4xx); a longer one
+streams (chunked), and if it fails after its first rows the JSON document ends with
+`"truncated": true, "error", "message"`, the Arrow stream's last batch carries `tracekit.error`
+and the connection is cut before the end, so no client mistakes it for a whole answer.
 """
 
 from __future__ import annotations
@@ -14,22 +20,27 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import math
+import logging
 import re
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request, Security
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
-from .._json import sql_scalar
+from .._errors import QueryError
 from ._app import CollectorState, HTTPProblem, check_token, state_of
 from ._auth import READ
-from ._sql import SqlResult, SqlService
+from ._frames import json_text
+from ._sqlpool import Answer, SqlService, problem_error
+
+log = logging.getLogger("tracekit.collector")
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 SYNC_TIMEOUT = 10.0
+PREFETCH = 1 << 20  # answers complete within this many bytes go out whole, with exact headers
 TRACE_COLUMNS = (
     "trace_id, root_span_id, name, kind, project, experiment_id, service_name, start_time, end_time, "
     "duration_ms, span_count, error_count, status"
@@ -48,7 +59,7 @@ class SqlRequest(BaseModel):
 
 def _reader(request: Request, authorization: str | None) -> tuple[CollectorState, SqlService]:
     state = state_of(request)
-    check_token(state.config.tokens, authorization, READ)
+    check_token(state.config.tokens, authorization, READ)  # the guard checked it before the body; this documents it
     service = state.sql_service()
     if service is None:
         raise HTTPProblem(503, "sql_unavailable", f"SQL is unavailable: {state.sql_error}", {"Retry-After": "5"})
@@ -64,18 +75,10 @@ def run_sql(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     state, sql = _reader(request, authorization)
-    timeout = min(body.timeout, state.config.sql.timeout) if body.timeout else None
-    result = sql.run(body.sql, limit=body.limit, timeout=timeout)
+    fmt = "arrow" if body.format == "arrow" or (body.format is None and accept and ARROW_STREAM in accept) else "json"
+    answer = sql.answer(body.sql, limit=body.limit, timeout=body.timeout, fmt=fmt)
     state.requests[200] += 1
-    if body.format == "arrow" or (body.format is None and accept and ARROW_STREAM in accept):
-        return arrow_response(result)
-    return json_response({
-        "columns": [{"name": f.name, "type": str(f.type)} for f in result.table.schema],
-        "rows": result.table.to_pylist(),
-        "row_count": result.table.num_rows,
-        "truncated": result.truncated,
-        "elapsed_ms": round(result.elapsed_ms, 3),
-    })
+    return answer_response(answer, fmt)
 
 
 @router.get("/traces", summary="Traces, newest first, with filters and cursor paging")
@@ -154,37 +157,73 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raise HTTPProblem(400, "bad_cursor", "cursor is not one this server gave out; start again without it") from None
 
 
-def arrow_response(result: SqlResult) -> Response:
-    import pyarrow as pa
+def answer_response(answer: Answer, fmt: str) -> Response:
+    """The answer whole (if it ends within PREFETCH bytes) or streamed; see the module docstring."""
+    media = ARROW_STREAM if fmt == "arrow" else "application/json"
+    head: list[bytes] = []
+    size = 0
+    try:
+        while size < PREFETCH:
+            chunk = answer.next_chunk(wait=1.0)
+            if chunk is None:
+                error = answer.end.get("error")
+                if error:  # nothing sent yet: say it with a status
+                    raise problem_error(error)
+                headers = {"X-Tracekit-Truncated": "true" if answer.end["truncated"] else "false",
+                           "X-Tracekit-Rows": str(answer.end["rows"])}
+                return Response(b"".join(head), media_type=media, headers=headers)
+            head.append(chunk)
+            size += len(chunk)
+    except BaseException:
+        answer.close(complete=False)
+        raise
+    return StreamedAnswer(answer, head, media, fmt)
 
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, result.table.schema) as writer:
-        writer.write_table(result.table)
-    headers = {"X-Tracekit-Truncated": "true" if result.truncated else "false", "X-Tracekit-Rows": str(result.table.num_rows)}
-    return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM, headers=headers)
+
+class StreamedAnswer(Response):
+    """Relays an Answer's chunks as they come; stops (and kills the worker) if the client leaves."""
+
+    def __init__(self, answer: Answer, head: list[bytes], media_type: str, fmt: str) -> None:
+        self.status_code, self.media_type, self.background = 200, media_type, None
+        self.init_headers({"X-Tracekit-Streamed": "true"})  # no body: no content-length, chunked
+        self.answer, self.head, self.fmt = answer, head, fmt
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        finished = False
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async with anyio.create_task_group() as tg:
+
+                async def pump() -> None:
+                    nonlocal finished
+                    try:
+                        for chunk in self.head:
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        self.head = []
+                        while (chunk := await anyio.to_thread.run_sync(self.answer.next_chunk, 0.5)) is not None:
+                            if chunk:
+                                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except QueryError as exc:
+                        log.warning("tracekit collector: an SQL answer was cut after it started: %s", exc)
+                    else:
+                        finished = not (self.fmt == "arrow" and self.answer.end.get("error"))
+                        if finished:
+                            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    tg.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(pump)
+                tg.start_soon(watch)
+        finally:
+            self.answer.close(complete=bool(self.answer.end))
+        if not finished:  # returning without the last chunk makes the server cut the connection
+            log.warning("tracekit collector: an SQL answer did not complete (the client left, or it failed after its first rows)")
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
     """JSON with datetimes as ISO 8601, decimals as numbers, NaN/inf as null (strict JSON)."""
-    try:
-        text = json.dumps(payload, default=_default, ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(payload), default=_default, ensure_ascii=False, allow_nan=False)
-    return Response(text, status_code=status, media_type="application/json")
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode()
-    converted = sql_scalar(value)
-    return str(value) if converted is value else converted  # UUIDs and anything else as text
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    return Response(json_text(payload), status_code=status, media_type="application/json")

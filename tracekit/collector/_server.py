@@ -6,17 +6,25 @@
         requests.post(server.url + "/v1/traces", ...)     # e.g. in tests and notebooks
 
 The listening socket is bound before uvicorn starts, so port 0 yields a real port to print, and
-connections made while the WAL is replayed wait in the backlog instead of being refused.
+connections made while the WAL is replayed wait in the backlog instead of being refused. uvicorn
+speaks HTTP through `_conn.GuardedH11Protocol` (header and write deadlines, the connection cap),
+and the process may open enough files for `max_connections` (the soft limit is raised to fit).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import resource
 import socket
 import threading
 from collections.abc import Callable
 
 from .._errors import CollectorError
 from ._settings import CollectorConfig
+
+log = logging.getLogger("tracekit.collector")
+FD_MARGIN = 256  # files besides connections: the store, the WAL, SQL worker pipes, the interpreter
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -44,17 +52,46 @@ def _uvicorn_server(config: CollectorConfig, log_level: str) -> "object":
     import uvicorn
 
     from . import create_app
+    from ._conn import guarded_protocol
 
+    app = create_app(config)
+    limits = dataclasses.replace(config.conn, max_connections=_room_for_connections(config.conn.max_connections))
     return uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            app,
+            http=guarded_protocol(limits, app.state.collector.conn_stats),
             log_level=log_level,
             access_log=False,
-            timeout_keep_alive=30,
+            timeout_keep_alive=config.conn.idle_timeout,
             timeout_graceful_shutdown=10,
             lifespan="on",
         )
     )
+
+
+def _room_for_connections(max_connections: int) -> int:
+    """Raise the soft open-file limit so `max_connections` fit; past the hard limit, fewer (with a warning)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = max_connections + FD_MARGIN
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return max_connections
+    if hard != resource.RLIM_INFINITY and hard < need:
+        fit = max(hard - FD_MARGIN, 16)
+        log.warning("tracekit collector: %d connections need %d open files but the hard limit is %d; "
+                    "capping connections at %d (raise ulimit -n, or set TRACEKIT_MAX_CONNECTIONS)", max_connections, need, hard, fit)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return fit
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    return max_connections
+
+
+def fence_line() -> str:
+    """The serve banner's line on what keeps SQL clients from writing."""
+    from .. import _landlock
+    from ._app import NO_LANDLOCK
+
+    abi = _landlock.abi()
+    return f"  SQL runs in read-only worker processes (Landlock ABI {abi})" if abi else "  " + NO_LANDLOCK
 
 
 def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable[[str], None] = print) -> None:
@@ -65,6 +102,7 @@ def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable
         echo(f"warning: listening on {config.host} without tokens: anyone who can reach it can read and write traces; set TRACEKIT_TOKEN")
     echo(f"tracekit collector on {url} (store {config.home.resolve()}); docs {url}/docs")
     echo(f"  export OTEL_EXPORTER_OTLP_ENDPOINT={url}")
+    echo(fence_line())
     server = _uvicorn_server(config, log_level)
     try:
         server.run(sockets=[sock])  # type: ignore[attr-defined]
