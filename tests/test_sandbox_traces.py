@@ -124,6 +124,6 @@ def test_forged_spool_files_are_rejected_not_trusted(tmp_path: Path, home: Path)
     assert res.status == "ok"
     assert res.spans_ingested == 0
     problems = " | ".join(res.notes)
-    assert "junk.parquet" in problems and "link.parquet: not a regular file" in problems and "000999.pb" in problems
+    assert "junk.parquet" in problems and "link.parquet is a symlink, not a regular file" in problems and "000999.pb" in problems
     tracekit.flush()
     assert Store(home).row_count("spans") == before + 1  # only the run span
