@@ -140,12 +140,12 @@ def _open_dir(name: str, dir_fd: int | None, label: str) -> int:
         raise UnsafePath(f"{label} cannot be opened ({exc.strerror})") from None
 
 
-def read_below(root: str | os.PathLike[str], rel: str, max_bytes: int) -> bytes:
+def read_below(root: str | os.PathLike[str], rel: str, max_bytes: int, *, label: str | None = None) -> bytes:
     """The regular file at relative path `rel` under the folder `root`, every component opened without following links."""
     parts = [p for p in Path(rel).parts if p not in ("", ".")]
     if not parts or Path(rel).is_absolute() or ".." in parts:
         raise UnsafePath(f"{rel!r} must be a relative path inside the folder, without '..'", "name")
-    folder = SafeDir.open(root)
+    folder = SafeDir.open(root, label=label)
     try:
         for part in parts[:-1]:
             inner = folder.sub(part)

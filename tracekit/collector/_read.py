@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
-from .._json import sql_scalar
+from .._json import loads_limited, sql_scalar
 from ._app import CollectorState, HTTPProblem, check_token, state_of
 from ._auth import READ
 from ._sql import SqlResult, SqlService
@@ -148,7 +148,7 @@ def _encode_cursor(at: dt.datetime, trace_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
-        at, trace_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at, trace_id = loads_limited(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), max_depth=2)
         return dt.datetime.fromisoformat(at), str(trace_id)
     except (ValueError, TypeError):
         raise HTTPProblem(400, "bad_cursor", "cursor is not one this server gave out; start again without it") from None
