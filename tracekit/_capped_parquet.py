@@ -5,8 +5,9 @@ dictionary-encoded column becomes one copy of its value per row (40 rows of one 
 are 2 GB once dense), run-length encoded levels turn a few bytes into millions of list entries,
 and parquet-cpp allocates every page at the size its header claims, trusting it. So before any
 data is decoded, the page headers of the columns to be read are walked here (a minimal Thrift
-compact-protocol reader: only sizes and value counts are taken from them) and the footer's row
-count, the pages' uncompressed sizes and their value counts must fit the budget. Then batches are
+compact-protocol reader: only sizes and value counts are taken from them), and what parquet-cpp
+holds at once (per column its largest dictionary and data page, their value counts) must fit the
+budget; the footer's row count tells how much of the file the row cap lets in. Then batches are
 read with every string column kept dictionary-encoded, each batch's dense size is computed from
 its dictionary's value lengths, and reading stops at the row or byte cap before anything is made
 dense. Memory stays within a small multiple of the byte budget whatever the file claims.
@@ -140,13 +141,15 @@ class _Thrift:
 
 
 def _pages(data: memoryview, start: int, length: int, num_values: int) -> tuple[int, int, int]:
-    """(uncompressed bytes, values, pages) of the pages parquet-cpp would read from one column chunk.
+    """(largest dictionary page + largest data page, largest page's values, pages) of one column chunk.
 
     Like parquet-cpp: data pages are read until their values reach the chunk's `num_values` or the
     chunk (plus the padding it allows old writers) ends.
     """
     end = min(start + length + _PADDING, len(data))
-    pos, total, values, seen, pages = start, 0, 0, 0, 0
+    pos, seen, pages = start, 0, 0
+    biggest = {True: 0, False: 0}  # data page / dictionary page
+    values = 0
     while pos < end and seen < num_values and pages < MAX_PAGES:
         reader = _Thrift(data, pos)
         try:
@@ -155,18 +158,24 @@ def _pages(data: memoryview, start: int, length: int, num_values: int) -> tuple[
             if pos >= start + length:
                 break  # past the chunk: padding, not a page
             raise
-        total, values, pages = total + uncompressed, values + n, pages + 1
+        biggest[data_page] = max(biggest[data_page], uncompressed)
+        values, pages = max(values, n), pages + 1
         seen += n if data_page else 0
         pos = reader.pos + compressed
     if pages >= MAX_PAGES and pos < end and seen < num_values:
         raise ValueError(f"a column chunk has more than {MAX_PAGES} pages")
-    return total, values, pages
+    return biggest[True] + biggest[False], values, pages
 
 
 def check_pages(data: bytes, meta: object, columns: set[str]) -> tuple[int, int]:
-    """(uncompressed bytes, values) over every page of the top-level `columns`, from the page headers."""
+    """What decoding the top-level `columns` holds in memory at once, from the page headers.
+
+    parquet-cpp keeps one decompressed page (plus its dictionary) per column while it reads, so
+    this is (sum over leaf columns of their largest dictionary + data page, the same for values).
+    """
     view = memoryview(data)
-    total = values = pages = 0
+    pages = 0
+    per_column: dict[str, tuple[int, int]] = {}
     if meta.num_row_groups * meta.num_columns > MAX_PAGES:  # type: ignore[attr-defined]
         raise ValueError(f"more than {MAX_PAGES} column chunks")
     for rg in range(meta.num_row_groups):  # type: ignore[attr-defined]
@@ -180,11 +189,13 @@ def check_pages(data: bytes, meta: object, columns: set[str]) -> tuple[int, int]
                 start = col.dictionary_page_offset
             if start < 0 or col.total_compressed_size < 0 or start > len(data):
                 raise ValueError(f"column {col.path_in_schema} points outside the file")
-            t, v, p = _pages(view, start, col.total_compressed_size, col.num_values)
-            total, values, pages = total + t, values + v, pages + p
+            size, values, n = _pages(view, start, col.total_compressed_size, col.num_values)
+            pages += n
             if pages > MAX_PAGES:
                 raise ValueError(f"more than {MAX_PAGES} pages")
-    return total, values
+            was = per_column.get(col.path_in_schema, (0, 0))
+            per_column[col.path_in_schema] = (max(was[0], size), max(was[1], values))
+    return sum(s for s, _ in per_column.values()), sum(v for _, v in per_column.values())
 
 
 def _dense_bytes(arr: "pa.Array") -> int:
@@ -224,14 +235,14 @@ def read_capped(spec: Table, data: bytes, budget: Budget, label: str) -> tuple["
         schema = meta.schema.to_arrow_schema()
         check_file_schema(spec, schema, label)
         wanted = [n for n in spec.column_names() if n in schema.names]
-        uncompressed, values = check_pages(data, meta, set(wanted))
+        at_once, values = check_pages(data, meta, set(wanted))
     except StoreError:
         raise
     except Exception as exc:
         raise StoreError(f"{label}: not a readable Parquet file ({exc})") from exc
-    if uncompressed > budget.bytes or values * VALUE_BYTES > budget.bytes:
-        raise StoreError(f"{label}: decodes to at least {max(uncompressed, values * VALUE_BYTES)} bytes, over the "
-                         f"{budget.bytes} bytes left of the trace budget; it was not read")
+    if at_once > budget.bytes or values * VALUE_BYTES > budget.bytes:
+        raise StoreError(f"{label}: its pages decode to at least {max(at_once, values * VALUE_BYTES)} bytes at once, over "
+                         f"the {budget.bytes} bytes left of the trace budget; it was not read")
     if meta.num_rows > budget.rows:
         notes.append(f"{label}: {meta.num_rows} rows; only the first {budget.rows} fit the row cap")
     dict_paths = [meta.schema.column(i).path for i in range(meta.num_columns)

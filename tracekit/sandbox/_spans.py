@@ -124,13 +124,14 @@ class RunSpan:
 
 
 def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int, *, run_trace_id: str | None = None,
-           run_span_id: str | None = None, project: str | None = None) -> tuple[int, list[str]]:
+           run_span_id: str | None = None, project: str | None = None, max_rows: int | None = None) -> tuple[int, list[str]]:
     """Bring the run's spans and eval rows home (span rows stored, problems); see `_spool` for the checks.
 
     `run_trace_id` / `run_span_id` name the harness's run span (default: the `RunSpan` started last
-    on this thread); `project` defaults to the configured one. Bad input never raises: it is a problem.
+    on this thread); `project` defaults to the configured one; `max_rows` to `_spool.MAX_ROWS`.
+    Bad input never raises: it is a problem.
     """
     from . import _spool
 
     return _spool.ingest(io_dir, home, experiment_id, max_bytes, run_trace_id=run_trace_id, run_span_id=run_span_id,
-                         project=project)
+                         project=project, max_rows=_spool.MAX_ROWS if max_rows is None else max_rows)

@@ -44,7 +44,7 @@ def remember_run_span(trace_id: str, span_id: str) -> None:
 
 
 def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int, *, run_trace_id: str | None = None,
-           run_span_id: str | None = None, project: str | None = None) -> tuple[int, list[str]]:
+           run_span_id: str | None = None, project: str | None = None, max_rows: int = MAX_ROWS) -> tuple[int, list[str]]:
     """Bring the run's spans and eval rows from `io_dir` into the store at `home`; (span rows stored, problems)."""
     import pyarrow as pa
 
@@ -57,7 +57,7 @@ def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int, *, run_
         run_trace_id, run_span_id = remembered
     ids = _rowcheck.RunIds(experiment_id, project or get_settings().project, run_trace_id, run_span_id)
     problems: list[str] = []
-    budget = Budget(rows=MAX_ROWS, bytes=max_bytes)
+    budget = Budget(rows=max_rows, bytes=max_bytes)
     parts: dict[str, list[pa.Table]] = {name: [] for name in ALLOWED_TABLES}
     try:
         io = SafeDir.open(io_dir, label="io")
