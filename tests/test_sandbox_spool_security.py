@@ -453,8 +453,18 @@ def test_a_json_bomb_on_stdout_is_a_failed_eval_case(tmp_path: Path, home: Path)
     assert row["status"] == "error" and "stdout JSON refused: JSON is nested deeper than 100 levels" in row["error"]
 
 
-def test_json_bombs_are_clear_errors_at_every_parser_of_untrusted_json() -> None:
+def test_the_safe_json_loader_refuses_depth_and_size_bombs() -> None:
     from tracekit._json import JSONLimitError, loads_limited
+
+    for bomb in ("[" * 100_000 + "]" * 100_000, "{\"a\":" * 500 + "1" + "}" * 500, "[" * 101 + "]" * 101):
+        with pytest.raises(JSONLimitError, match="nested deeper than 100 levels"):
+            loads_limited(bomb)
+    assert loads_limited("[" * 100 + "]" * 100) is not None
+    with pytest.raises(JSONLimitError, match="over the limit of 10 bytes"):
+        loads_limited("[1, 2, 3, 4, 5]", max_bytes=10)
+
+
+def test_json_bombs_are_clear_errors_at_every_parser_of_untrusted_json() -> None:
     from tracekit._trajectory import _loads
     from tracekit.collector import _otlp
     from tracekit.evals._context import _json_text, _message_text
@@ -465,12 +475,6 @@ def test_json_bombs_are_clear_errors_at_every_parser_of_untrusted_json() -> None
     from tracekit.sandbox._metrics import parse_result_json
 
     deep = "[" * 100_000 + "]" * 100_000
-    for bomb in (deep, "{\"a\":" * 500 + "1" + "}" * 500, "[" * 101 + "]" * 101):
-        with pytest.raises(JSONLimitError, match="nested deeper than 100 levels"):
-            loads_limited(bomb)
-    assert loads_limited("[" * 100 + "]" * 100) is not None
-    with pytest.raises(JSONLimitError, match="over the limit of 10 bytes"):
-        loads_limited("[1, 2, 3, 4, 5]", max_bytes=10)
     assert "nested deeper" in (parse_result_json(deep.encode()).error or "")
     with pytest.raises(_otlp.MalformedRequest, match="nested deeper than 100 levels"):
         _otlp.parse(deep.encode(), _otlp.JSON)
