@@ -208,6 +208,9 @@ def test_forged_experiments_rows_never_reach_the_ledger_even_after_a_resume(tmp_
     n = tracekit.query("SELECT count(*), count(*) FILTER (WHERE description = 'forged') FROM experiments", home=home).fetchall()
     assert n == [(5, 0)]
     _check_git(home, led.rows)
+    for r in led.rows:  # every run did try: the refusal is on record
+        result = json.loads((led.exp_dir(r["experiment_id"]) / "result.json").read_text())
+        assert any("io/spool/experiments: not brought home" in note for res in result["results"] for note in res["notes"])
 
 
 # -- 6. caps on rows and decoded bytes, measured --------------------------------------------------
@@ -400,6 +403,23 @@ def test_fifos_links_and_folders_in_place_of_spool_files_are_skipped_without_blo
     for what in ("fifo.parquet is a FIFO", "000001.pb is a FIFO", "zero.parquet is a symlink", "folder.parquet is a folder",
                  "io/spool/eval_results is a regular file, not a folder"):
         assert what in text, what
+
+
+def test_a_flood_of_files_is_read_only_up_to_the_file_cap(tmp_path: Path, home: Path) -> None:
+    from tracekit.sandbox._spans import ingest
+    from tracekit.sandbox._spool import MAX_FILES
+
+    spans = tmp_path / "io" / "spool" / "spans"
+    spans.mkdir(parents=True)
+    for i in range(MAX_FILES + 500):
+        (spans / f"{i:06d}.parquet").touch()
+    for i in range(100):
+        (tmp_path / "io" / "spool" / f"junk-{i}").touch()
+    count, problems = ingest(tmp_path / "io", home, "exp-1", 1 << 20)
+    assert count == 0
+    assert f"io/spool/spans: {MAX_FILES + 500} files; only the first {MAX_FILES} were read" in problems
+    assert "io/spool: 80 more entries not brought home" in problems
+    assert len(problems) <= MAX_FILES + 30
 
 
 def test_eval_output_files_are_read_without_following_links_and_within_the_cap(tmp_path: Path, home: Path) -> None:

@@ -69,10 +69,14 @@ class SafeDir:
         label = f"{self.label}/{name}"
         return SafeDir(_open_dir(name, self.fd, label), label)
 
-    def entries(self) -> list[tuple[str, os.stat_result]]:
-        """(name, lstat) of every entry, sorted by name; symlinks are reported as symlinks, not followed."""
+    def names(self) -> list[str]:
+        """The names of every entry, sorted."""
+        return sorted(os.listdir(self.fd))
+
+    def entries(self, names: list[str] | None = None) -> list[tuple[str, os.stat_result]]:
+        """(name, lstat) of every entry (or of `names`), sorted; symlinks are reported as symlinks, not followed."""
         out = []
-        for name in sorted(os.listdir(self.fd)):
+        for name in self.names() if names is None else names:
             try:
                 out.append((name, os.stat(name, dir_fd=self.fd, follow_symlinks=False)))
             except FileNotFoundError:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 ALLOWED_TABLES = ("eval_runs", "eval_results", "spans")  # read in this order; the row cap is shared
 MAX_ROWS = 200_000
 MAX_JSON_BODY = 8 << 20
+MAX_FILES = 10_000  # per folder: each file costs a read and a parse, so 300k empty files cost seconds each
 OTLP_CHUNK = 4096  # spans converted at once (their Python rows are the costly part)
 _run_span = threading.local()  # (trace_id, span_id) of the run span started last on this thread
 
@@ -102,9 +103,13 @@ def _folder(parent: SafeDir, name: str, problems: list[str]) -> SafeDir | None:
 
 
 def _files(folder: SafeDir, problems: list[str]) -> list[str]:
-    """Names of the regular files in `folder` (dot-files skipped); anything else is noted and skipped."""
+    """Names of the regular files in `folder` (dot-files skipped, at most MAX_FILES); anything else is noted and skipped."""
+    names = [n for n in folder.names() if not n.startswith(".")]
+    if len(names) > MAX_FILES:
+        problems.append(f"{folder.label}: {len(names)} files; only the first {MAX_FILES} were read")
+        names = names[:MAX_FILES]
     out = []
-    for name, st in folder.entries():
+    for name, st in folder.entries(names):
         if name.startswith("."):
             continue
         if stat.S_ISREG(st.st_mode):
@@ -121,9 +126,11 @@ def _read_spool(io: SafeDir, budget: Budget, parts: dict[str, list["pa.Table"]],
     if spool is None:
         return
     with spool:
-        for name, st in spool.entries():
-            if name not in ALLOWED_TABLES and not name.startswith("."):
-                problems.append(f"{spool.label}/{name}: not brought home (a run may only add {', '.join(ALLOWED_TABLES)} rows)")
+        other = [name for name in spool.names() if name not in ALLOWED_TABLES and not name.startswith(".")]
+        for name in other[:20]:
+            problems.append(f"{spool.label}/{name}: not brought home (a run may only add {', '.join(ALLOWED_TABLES)} rows)")
+        if len(other) > 20:
+            problems.append(f"{spool.label}: {len(other) - 20} more entries not brought home")
         for table in ALLOWED_TABLES:
             folder = _folder(spool, table, problems)
             if folder is None:
