@@ -7,58 +7,20 @@ measured in a subprocess that does nothing but the ingest; parsers are called di
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import os
-import struct
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _sandbox_helpers import marker, py, spec
+from _spool_helpers import (EPOCH, forge, ingest_in_a_subprocess, lie_about_sizes, notes, parquet_bytes, rows,
+                            span_columns, spool_with, stored_span)
 
 import tracekit
 from tracekit import Store
-from tracekit._schema import SCHEMA_KEY, TABLE_KEY, get_table
 from tracekit.sandbox import run
-
-# Prepended to candidates: write rows of any table straight into the spool, as an attacker would.
-FORGE = """
-    import datetime, os
-    from tracekit import Store
-    spool = Store(os.environ["TRACEKIT_HOME"])
-    _, RUN_TRACE, RUN_SPAN, _ = os.environ["TRACEPARENT"].split("-")
-    NOW = datetime.datetime(2026, 1, 1)
-
-    def span(span_id, trace_id=RUN_TRACE, parent=RUN_SPAN, name="mine", **kw):
-        return dict(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind="tool", start_time=NOW,
-                    end_time=NOW, duration_ms=0.0, status="ok", **kw)
-
-    def eval_run(run_id, event="started"):
-        return dict(run_id=run_id, task="t", event=event, time=NOW, experiment_id="someone-else", project="other")
-
-    def eval_result(run_id, case_id, trace_id=None):
-        return dict(run_id=run_id, task="t", case_id=case_id, epoch=1, score=1.0, passed=True, status="ok",
-                    trace_id=trace_id, experiment_id="someone-else", project="other")
-"""
-
-
-def forge(code: str) -> str:
-    return textwrap.dedent(FORGE) + textwrap.dedent(code) + "\nprint('METRIC ok=1')\n"
-
-
-def rows(home: Path, table: str) -> list[dict[str, Any]]:
-    return Store(home).read(table).to_pylist() if Store(home).files(table) else []
-
-
-def notes(res: Any) -> str:
-    return " | ".join(res.notes)
-
 
 # -- 3. the ledger and the other tables: an allowlist, re-tagging, ids ------------------------------
 
@@ -127,9 +89,7 @@ def test_spans_with_malformed_reused_or_harness_ids_are_refused(tmp_path: Path, 
 
 def test_a_run_cannot_add_spans_or_eval_rows_to_another_experiments_trace(tmp_path: Path, home: Path) -> None:
     victim = "ab" * 16
-    Store(home).write("spans", [dict(trace_id=victim, span_id="cd" * 8, name="victim", kind="run", start_time=pa.scalar(0, pa.timestamp("us")).as_py(),
-                                     end_time=pa.scalar(0, pa.timestamp("us")).as_py(), duration_ms=0.0, status="ok",
-                                     experiment_id="exp-victim")])
+    Store(home).write("spans", [stored_span(victim, "cd" * 8, "victim", experiment_id="exp-victim")])
     code = """
         victim = os.environ["VICTIM"]
         spool.write("spans", [span("1" * 16), span("2" * 16, trace_id=victim, parent="cd" * 8, name="injected"),
@@ -148,7 +108,7 @@ def test_a_run_cannot_add_spans_or_eval_rows_to_another_experiments_trace(tmp_pa
 
 
 def test_eval_rows_must_belong_to_an_eval_run_the_run_started(tmp_path: Path, home: Path) -> None:
-    Store(home).write("eval_runs", [dict(run_id="victim-run", task="t", event="started", time=pa.scalar(0, pa.timestamp("us")).as_py())])
+    Store(home).write("eval_runs", [dict(run_id="victim-run", task="t", event="started", time=EPOCH)])
     code = """
         spool.write("eval_runs", [eval_run("ev-1"), eval_run("victim-run", event="finished")])
         spool.write("eval_results", [eval_result("ev-1", "a"), eval_result("victim-run", "b"), eval_result("never-started", "c"),
@@ -216,95 +176,22 @@ def test_forged_experiments_rows_never_reach_the_ledger_even_after_a_resume(tmp_
 # -- 6. caps on rows and decoded bytes, measured --------------------------------------------------
 
 
-def _parquet(table: str, data: pa.Table, **kw: Any) -> bytes:
-    schema = data.schema.with_metadata({SCHEMA_KEY: b"1", TABLE_KEY: table.encode()})
-    buf = io.BytesIO()
-    pq.write_table(data.replace_schema_metadata(schema.metadata), buf, **kw)
-    return buf.getvalue()
-
-
-def _span_columns(n: int, **override: Any) -> dict[str, Any]:
-    ts = pa.array([0] * n, pa.timestamp("us"))
-    cols: dict[str, Any] = {"trace_id": pa.array(["12" * 16] * n), "span_id": pa.array([f"{i + 1:016x}" for i in range(n)]),
-                            "name": pa.array(["s"] * n), "kind": pa.array(["tool"] * n), "start_time": ts, "end_time": ts,
-                            "duration_ms": pa.array([0.0] * n), "status": pa.array(["ok"] * n)}
-    cols.update(override)
-    return cols
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        if not n:
-            return bytes(out + bytes([b]))
-        out.append(b | 0x80)
-
-
-def _lie_about_sizes(data: bytes) -> bytes:
-    """The same file with its footer claiming 1000 bytes for every row group and column chunk size it states."""
-    meta = pq.read_metadata(pa.BufferReader(data))
-    length = struct.unpack("<I", data[-8:-4])[0]
-    start = len(data) - 8 - length
-    footer = data[start:start + length]
-    sizes = {meta.row_group(r).total_byte_size for r in range(meta.num_row_groups)}
-    sizes |= {meta.row_group(r).column(c).total_uncompressed_size for r in range(meta.num_row_groups) for c in range(meta.num_columns)}
-    for size in (s for s in sizes if s > 1 << 20):  # long varints: their bytes appear nowhere else
-        honest = _varint(size << 1)  # zigzag of a positive i64
-        small = bytearray(_varint(1000 << 1))
-        while len(small) < len(honest):  # the same length, so every offset stays right
-            small[-1] |= 0x80
-            small.append(0)
-        footer = footer.replace(honest, bytes(small))
-    return data[:start] + footer + data[start + length:]
-
-
-def _ingest_in_a_subprocess(io_dir: Path, home: Path, max_bytes: int, **kw: Any) -> dict[str, Any]:
-    """Ingest `io_dir` in a fresh interpreter; its peak memory growth during the ingest, rows and problems."""
-    code = f"""
-        import json, sys
-        import pyarrow, pyarrow.parquet, pyarrow.dataset, pyarrow.compute  # imported before the baseline
-        from tracekit.sandbox._spans import ingest
-        from tracekit.collector import _otlp
-        import tracekit.evals._tables, tracekit.optimizer._ledger
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-
-        def hwm():
-            return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) // 1024
-
-        base = hwm()
-        count, problems = ingest({str(io_dir)!r}, {str(home)!r}, "exp-1", {max_bytes}, run_trace_id="12" * 16,
-                                 run_span_id="34" * 8, project="p", **{kw!r})
-        print(json.dumps({{"growth_mb": hwm() - base, "count": count, "problems": problems}}))
-    """
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _spool_with(tmp_path: Path, name: str, data: bytes) -> Path:
-    spans = tmp_path / name / "spool" / "spans"
-    spans.mkdir(parents=True)
-    (spans / f"{name}.parquet").write_bytes(data)
-    return spans.parent.parent
-
-
 def test_parquet_bombs_are_capped_before_they_are_decoded(tmp_path: Path) -> None:
     n = 1_000_000  # ~1.5 MB on disk, 2.2 GB once decoded: the reported attack
-    many = _spool_with(tmp_path, "many-rows", _parquet("spans", pa.table(_span_columns(
+    many = spool_with(tmp_path, "many-rows", parquet_bytes("spans", pa.table(span_columns(
         n, span_id=pa.array(["1" * 16] * n), input=pa.array(['"' + "x" * 2000 + '"'] * n))), compression="zstd"))
     big = "y" * (8 << 20)  # one 8 MB value, 200 rows using it: 1 KB on disk, 1.6 GB dense
-    dictionary = _spool_with(tmp_path, "dictionary", _parquet("spans", pa.table(_span_columns(200, input=pa.array([big] * 200))),
+    dictionary = spool_with(tmp_path, "dictionary", parquet_bytes("spans", pa.table(span_columns(200, input=pa.array([big] * 200))),
                                                               compression="zstd"))
-    lying = _parquet("spans", pa.table(_span_columns(1, input=pa.array(["z" * (150 << 20)]))), compression="zstd",
+    lying = parquet_bytes("spans", pa.table(span_columns(1, input=pa.array(["z" * (150 << 20)]))), compression="zstd",
                      use_dictionary=False, write_statistics=False)  # one 150 MB page, the footer says 1000 bytes
-    lying_dir = _spool_with(tmp_path, "lying-footer", _lie_about_sizes(lying))
+    lying_dir = spool_with(tmp_path, "lying-footer", lie_about_sizes(lying))
     assert pq.read_metadata(lying_dir / "spool" / "spans" / "lying-footer.parquet").row_group(0).total_byte_size == 1000
     del big, lying
     for io_dir, expect, count in ((many, "many-rows.parquet: 1000000 rows; only the first 50000 fit the row cap", 1),
                                   (dictionary, "dictionary.parquet: stopped after 0 rows", 0),
                                   (lying_dir, "lying-footer.parquet: its pages decode to at least 157286", 0)):
-        got = _ingest_in_a_subprocess(io_dir, tmp_path / "home", 32 << 20, max_rows=50_000)
+        got = ingest_in_a_subprocess(io_dir, tmp_path / "home", 32 << 20, max_rows=50_000)
         assert expect in " | ".join(got["problems"]), got["problems"]
         assert got["count"] == count  # the 1M rows share one span id: the cap came first, then one of each id
         assert got["growth_mb"] < 150, got  # the budget is 32 MB; unbounded, these need 2.2 GB, 1.6 GB and 150 MB
@@ -325,7 +212,7 @@ def test_otlp_bombs_are_capped_by_decompressed_size_and_span_count(tmp_path: Pat
     (otlp / "000002.pb.gz").write_bytes(gzip.compress(request.SerializeToString()))
     (otlp / "000003.json").write_bytes(b'{"resourceSpans": [' + b"{}," * (3 << 20) + b"{}]}")  # 9 MB of JSON objects
     (otlp / "000004.json").write_bytes(b"[" * 100_000)
-    got = _ingest_in_a_subprocess(io_dir, tmp_path / "home", 32 << 20, max_rows=10_000)
+    got = ingest_in_a_subprocess(io_dir, tmp_path / "home", 32 << 20, max_rows=10_000)
     text = " | ".join(got["problems"])
     assert "000001.pb.gz: body decompresses to more than the limit" in text
     assert "000002.pb.gz: 30000 spans; only the first 10000 fit the row cap" in text
@@ -359,10 +246,7 @@ def test_bombs_in_a_real_run_end_as_notes_never_as_an_exception(tmp_path: Path, 
 
 def test_a_spool_or_io_folder_swapped_for_a_symlink_is_not_followed(tmp_path: Path, home: Path) -> None:
     elsewhere = tmp_path / "elsewhere"  # another store, full of valid spans
-    Store(elsewhere).write("spans", [dict(trace_id="12" * 16, span_id=f"{i + 1:016x}", name="elsewhere", kind="tool",
-                                          start_time=pa.scalar(0, pa.timestamp("us")).as_py(),
-                                          end_time=pa.scalar(0, pa.timestamp("us")).as_py(), duration_ms=0.0, status="ok")
-                                     for i in range(3)])
+    Store(elsewhere).write("spans", [stored_span("12" * 16, f"{i + 1:016x}", "elsewhere") for i in range(3)])
     code = """
         import os, shutil
         shutil.rmtree(os.environ["TRACEKIT_HOME"], ignore_errors=True)
