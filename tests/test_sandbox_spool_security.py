@@ -181,19 +181,19 @@ def test_parquet_bombs_are_capped_before_they_are_decoded(tmp_path: Path) -> Non
     many = spool_with(tmp_path, "many-rows", parquet_bytes("spans", pa.table(span_columns(
         n, span_id=pa.array(["1" * 16] * n), input=pa.array(['"' + "x" * 2000 + '"'] * n))), compression="zstd"))
     big = "y" * (8 << 20)  # one 8 MB value, 200 rows using it: 1 KB on disk, 1.6 GB dense
-    dictionary = spool_with(tmp_path, "dictionary", parquet_bytes("spans", pa.table(span_columns(200, input=pa.array([big] * 200))),
-                                                              compression="zstd"))
+    dictionary = spool_with(tmp_path, "dictionary", parquet_bytes(
+        "spans", pa.table(span_columns(200, input=pa.array([big] * 200))), compression="zstd"))
     lying = parquet_bytes("spans", pa.table(span_columns(1, input=pa.array(["z" * (150 << 20)]))), compression="zstd",
-                     use_dictionary=False, write_statistics=False)  # one 150 MB page, the footer says 1000 bytes
+                          use_dictionary=False, write_statistics=False)  # one 150 MB page, the footer says 1000 bytes
     lying_dir = spool_with(tmp_path, "lying-footer", lie_about_sizes(lying))
     assert pq.read_metadata(lying_dir / "spool" / "spans" / "lying-footer.parquet").row_group(0).total_byte_size == 1000
     del big, lying
     for io_dir, expect, count in ((many, "many-rows.parquet: 1000000 rows; only the first 50000 fit the row cap", 1),
-                                  (dictionary, "dictionary.parquet: stopped after 0 rows", 0),
+                                  (dictionary, "dictionary.parquet: stopped after 3 rows", 0),
                                   (lying_dir, "lying-footer.parquet: its pages decode to at least 157286", 0)):
         got = ingest_in_a_subprocess(io_dir, tmp_path / "home", 32 << 20, max_rows=50_000)
         assert expect in " | ".join(got["problems"]), got["problems"]
-        assert got["count"] == count  # the 1M rows share one span id: the cap came first, then one of each id
+        assert got["count"] == count  # 1M rows of one span id: one comes home; 3 rows of 8 MB fields: refused
         assert got["growth_mb"] < 150, got  # the budget is 32 MB; unbounded, these need 2.2 GB, 1.6 GB and 150 MB
 
 

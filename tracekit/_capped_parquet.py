@@ -219,6 +219,10 @@ def _dense_bytes(arr: "pa.Array") -> int:
     return int(arr.nbytes)
 
 
+def _batch_bytes(batch: "pa.RecordBatch") -> int:
+    return sum(_dense_bytes(col) for col in batch.columns)
+
+
 def read_capped(spec: Table, data: bytes, budget: Budget, label: str) -> tuple["pa.Table", list[str]]:
     """The rows of `spec`'s table in Parquet `data`, within `budget` (reduced by what was read); notes on cuts.
 
@@ -255,14 +259,19 @@ def read_capped(spec: Table, data: bytes, budget: Budget, label: str) -> tuple["
                 break
             if batch.num_rows > budget.rows:
                 batch = batch.slice(0, budget.rows)
-            size = sum(_dense_bytes(col) for col in batch.columns)
-            if size > budget.bytes:
+            size = _batch_bytes(batch)
+            full = size <= budget.bytes
+            while size > budget.bytes and batch.num_rows > 1:  # the part of the last batch that still fits
+                batch = batch.slice(0, batch.num_rows // 2)
+                size = _batch_bytes(batch)
+            if size <= budget.bytes:
+                parts.append(conform(spec, pa.Table.from_batches([batch])))
+                budget.rows -= batch.num_rows
+                budget.bytes -= size
+            if not full:
                 notes.append(f"{label}: stopped after {sum(p.num_rows for p in parts)} rows; the rest decodes past "
                              "the trace budget (raise trace_bytes, or emit smaller spans)")
                 break
-            parts.append(conform(spec, pa.Table.from_batches([batch])))
-            budget.rows -= batch.num_rows
-            budget.bytes -= size
     except StoreError:
         raise
     except Exception as exc:

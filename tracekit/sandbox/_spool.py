@@ -31,7 +31,7 @@ from . import _rowcheck
 if TYPE_CHECKING:
     import pyarrow as pa
 
-ALLOWED_TABLES = ("eval_runs", "eval_results", "spans")  # read in this order; the row cap is shared
+ALLOWED_TABLES = ("eval_runs", "eval_results", "spans")  # eval rows, OTLP spans, spool spans share the caps
 MAX_ROWS = 200_000
 MAX_JSON_BODY = 8 << 20
 MAX_FILES = 10_000  # per folder: each file costs a read and a parse, so 300k empty files cost seconds each
@@ -67,8 +67,9 @@ def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int, *, run_
     except (OSError, UnsafePath) as exc:
         return 0, [f"{exc}; nothing the run left was read"]
     with io:
-        _read_spool(io, budget, parts, problems)
-        _read_otlp(io, budget, parts["spans"], ids.project, problems)
+        _read_spool(io, budget, parts, problems, ("eval_runs", "eval_results"), note_others=True)
+        _read_otlp(io, budget, parts["spans"], ids.project, problems)  # before spool spans, as they were read before
+        _read_spool(io, budget, parts, problems, ("spans",))
     tables = {name: (pa.concat_tables(p) if p else get_table(name).arrow_schema().empty_table()) for name, p in parts.items()}
     store = Store(home)
     checked = _check(store, tables, ids, problems)
@@ -119,19 +120,21 @@ def _files(folder: SafeDir, problems: list[str]) -> list[str]:
     return out
 
 
-def _read_spool(io: SafeDir, budget: Budget, parts: dict[str, list["pa.Table"]], problems: list[str]) -> None:
+def _read_spool(io: SafeDir, budget: Budget, parts: dict[str, list["pa.Table"]], problems: list[str],
+                tables: tuple[str, ...], *, note_others: bool = False) -> None:
+    """Parquet files of `tables` (all in ALLOWED_TABLES) from the spool; with `note_others`, say what is left behind."""
     from .._schema import get_table
 
-    spool = _folder(io, "spool", problems)
+    spool = _folder(io, "spool", problems if note_others else [])
     if spool is None:
         return
     with spool:
         other = [name for name in spool.names() if name not in ALLOWED_TABLES and not name.startswith(".")]
-        for name in other[:20]:
+        for name in other[:20] if note_others else ():
             problems.append(f"{spool.label}/{name}: not brought home (a run may only add {', '.join(ALLOWED_TABLES)} rows)")
-        if len(other) > 20:
+        if note_others and len(other) > 20:
             problems.append(f"{spool.label}: {len(other) - 20} more entries not brought home")
-        for table in ALLOWED_TABLES:
+        for table in tables:
             folder = _folder(spool, table, problems)
             if folder is None:
                 continue
@@ -172,6 +175,8 @@ def _read_otlp(io: SafeDir, budget: Budget, parts: list["pa.Table"], project: st
                 _convert(request, label, budget, parts, project, problems)
             except (OSError, UnsafePath, CollectorError) as exc:  # MalformedRequest / BodyTooLarge: report, keep the rest
                 problems.append(f"{label}: {exc}")
+            except Exception as exc:  # a body the converter chokes on is still just a bad body
+                problems.append(f"{label}: could not be converted ({type(exc).__name__}: {exc})")
 
 
 def _convert(request: Any, label: str, budget: Budget, parts: list["pa.Table"], project: str, problems: list[str]) -> None:
@@ -188,8 +193,9 @@ def _convert(request: Any, label: str, budget: Budget, parts: list["pa.Table"], 
             return
         rows, bad, why = _otlp.raw_spans(sub, project)
         rejected, reason = rejected + bad, reason or why
+        wanted = rows[:budget.rows]
         fits, size = 0, 0
-        for row in rows[:budget.rows]:
+        for row in wanted:
             cost = _row_size(row)
             if size + cost > budget.bytes:
                 break
@@ -198,7 +204,7 @@ def _convert(request: Any, label: str, budget: Budget, parts: list["pa.Table"], 
             parts.append(spans_table(rows[:fits]))
         budget.rows -= fits
         budget.bytes -= size
-        if fits < min(len(rows), max(budget.rows + fits, 0)):
+        if fits < len(wanted):  # the byte budget ran out before the row cap did
             problems.append(f"{label}: stopped; its spans decode past the trace budget (raise trace_bytes, or emit smaller spans)")
             return
     if rejected:
