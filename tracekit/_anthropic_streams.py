@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import wrapt
 
 from ._anthropic_content import _get
-from ._json import to_jsonable
+from ._json import loads_limited, to_jsonable
 
 if TYPE_CHECKING:
     from ._anthropic_call import Call
@@ -87,7 +87,7 @@ class Accumulator:
             if index in self.json_bufs:
                 buf = self.json_bufs[index]
                 try:
-                    block["input"] = json.loads(buf) if buf else {}
+                    block["input"] = loads_limited(buf) if buf else {}
                 except ValueError:  # cut off mid-stream: keep what arrived
                     block["input"] = {"_partial_json": buf}
             content.append(block)

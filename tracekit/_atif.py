@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import TrajectoryError
+from ._json import loads_limited
 from ._trajectory import Step, Trajectory, trajectory
 
 ATIF_VERSION = "ATIF-v1.7"
@@ -203,7 +204,7 @@ def import_atif(source: str | Path | dict[str, Any], *, home: str | Path | None 
     else:
         path = Path(source)
         try:
-            doc = json.loads(path.read_text())
+            doc = loads_limited(path.read_text())
         except OSError as exc:
             raise TrajectoryError(f"{path}: cannot read it ({exc.strerror or exc})") from None
         except ValueError as exc:

@@ -4,6 +4,11 @@
 paths and arbitrary objects (as their repr). When the text is over `cap` characters, long strings
 and lists inside the value are shortened (with a marker saying how much was cut) until it fits, so
 the stored text is still JSON that `json_extract` can read.
+
+`loads_limited(text)` is the other direction for JSON someone else wrote (a run's result file, a
+command's output, an OTLP/JSON body, span text): a depth or size bomb becomes `JSONLimitError`, a
+`ValueError` like any other bad JSON, instead of a `RecursionError` (or a value so deep that the
+next recursive walk over it fails) escaping from wherever it was read.
 """
 
 from __future__ import annotations
@@ -29,7 +34,51 @@ REDACTED = "[REDACTED]"
 
 def _may_hold_secret(text: str) -> bool:
     return _SCRUB_HINT.search(text.lower()) is not None and _SCRUB_KEYS.search(text) is not None
+
+
 MAX_DEPTH = 12
+MAX_PARSE_DEPTH = 100  # protobuf's own nesting limit; far below the interpreter's recursion limit
+
+
+class JSONLimitError(ValueError):
+    """JSON refused as a bomb: larger than its cap or nested deeper than `MAX_PARSE_DEPTH`."""
+
+
+def loads_limited(text: str | bytes, *, max_bytes: int | None = None, max_depth: int = MAX_PARSE_DEPTH) -> Any:
+    """`json.loads` for untrusted text: ValueError (JSONLimitError for a bomb) is the only way it fails."""
+    if max_bytes is not None and len(text) > max_bytes:
+        raise JSONLimitError(f"JSON text of {len(text)} bytes is over the limit of {max_bytes} bytes")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JSONLimitError(f"JSON is nested deeper than {max_depth} levels") from None
+    _check_depth(text, value, max_depth)
+    return value
+
+
+def raw_decode_limited(text: str, *, max_depth: int = MAX_PARSE_DEPTH) -> Any:
+    """The first JSON value at the start of `text` (prose may follow), with `loads_limited`'s limits."""
+    try:
+        value = json.JSONDecoder().raw_decode(text)[0]
+    except RecursionError:
+        raise JSONLimitError(f"JSON is nested deeper than {max_depth} levels") from None
+    _check_depth(text, value, max_depth)
+    return value
+
+
+def _check_depth(text: str | bytes, value: Any, max_depth: int) -> None:
+    opening = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
+    if opening <= max_depth:  # cannot be deeper than its brackets: the common case skips the walk
+        return
+    stack = [(value, 1)]
+    while stack:  # iterative, so checking a deep value cannot itself run out of stack
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > max_depth:
+                    raise JSONLimitError(f"JSON is nested deeper than {max_depth} levels")
+                stack.append((child, depth + 1))
 
 
 def to_jsonable(obj: Any, *, scrub: bool = True, _depth: int = 0) -> Any:

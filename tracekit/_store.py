@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import StoreError
 from ._fsio import atomic_write_text, fsync_path
+from ._json import loads_limited
 from ._schema import SCHEMA_KEY, SCHEMA_VERSION, TABLE_KEY, Table, get_table
 
 if TYPE_CHECKING:
@@ -158,18 +159,33 @@ class Store:
 
     # -- importing files written elsewhere (sandbox spools) -----------------------------------
 
-    def ingest(self, table: str, paths: Iterable[Path], *, overrides: Mapping[str, Any] | None = None) -> int:
+    def ingest(self, table: str, paths: Iterable[Path], *, overrides: Mapping[str, Any] | None = None,
+               max_rows: int = 10**9, max_bytes: int = 2**40) -> int:
         """Validate Parquet files written elsewhere and copy their rows in; returns rows added.
 
         Every file is read and conformed first (a bad file raises StoreError naming it and nothing
-        is written); `overrides` sets columns on every row (e.g. the run's experiment_id).
+        is written): never through a symlink, FIFO or device, and within `max_rows` rows and
+        `max_bytes` decoded bytes over all files (see `tracekit._capped_parquet`; a cut raises
+        too). `overrides` sets columns on every row (e.g. the run's experiment_id).
         """
         import pyarrow as pa
 
+        from ._capped_parquet import Budget, read_capped
+        from ._saferead import SafeDir, UnsafePath
+
         spec = get_table(table)
+        budget = Budget(rows=max_rows, bytes=max_bytes)
         parts = []
         for p in paths:
-            t = read_file(spec, Path(p))
+            p = Path(p)
+            try:
+                with SafeDir.open(p.parent) as folder:
+                    data = folder.read(p.name, budget.bytes)
+            except (OSError, UnsafePath) as exc:
+                raise StoreError(f"{p}: {exc}; tracekit only ingests regular files") from None
+            t, cut = read_capped(spec, data, budget, str(p))
+            if cut:
+                raise StoreError("; ".join(cut))
             for col, value in (overrides or {}).items():
                 idx = t.schema.get_field_index(col)
                 t = t.set_column(idx, col, pa.array([value] * t.num_rows, type=t.schema.field(col).type))
@@ -313,7 +329,7 @@ def read_journal(folder: Path) -> tuple[JournalEntry | None, str]:
     if len(raw) > MAX_JOURNAL_BYTES:
         return None, f"{journal}: over {MAX_JOURNAL_BYTES} bytes; not a journal this store wrote, ignored it"
     try:
-        j = json.loads(raw)
+        j = loads_limited(raw, max_depth=3)
         output, sources = j["output"], j["sources"]
     except (ValueError, KeyError, TypeError, RecursionError):
         return None, f"{journal}: not a compaction journal (expected {{\"output\", \"sources\"}}); ignored it"
@@ -351,6 +367,22 @@ def _holds_sources(folder: Path, output: str, sources: Sequence[str]) -> bool:
     return have >= sum(present)
 
 
+def check_file_schema(spec: Table, schema: "pa.Schema", label: object) -> None:
+    """StoreError unless `schema` (a Parquet file's) is a tracekit file of `spec`'s table this version can read."""
+    meta = schema.metadata or {}
+    table_name = meta.get(TABLE_KEY, b"").decode(errors="replace") or spec.name
+    if table_name != spec.name:
+        raise StoreError(f"{label}: holds table {table_name!r}, expected {spec.name!r}")
+    try:
+        version = int(meta.get(SCHEMA_KEY, b"0") or 0)
+    except ValueError:
+        version = 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{label}: schema version {version} is newer than this tracekit's {SCHEMA_VERSION}; upgrade tracekit-loop")
+    if version < 1:
+        raise StoreError(f"{label}: no tracekit schema version in its metadata; not a tracekit {spec.name} file")
+
+
 def read_file(spec: Table, path: Path) -> "pa.Table":
     """Read one Parquet file of `spec`'s table, checking its version, conformed to the current schema."""
     import pyarrow.parquet as pq
@@ -359,17 +391,7 @@ def read_file(spec: Table, path: Path) -> "pa.Table":
         if path.is_symlink():
             raise StoreError(f"{path}: is a symlink; tracekit only reads regular files it wrote")
         pf = pq.ParquetFile(path)
-        meta = pf.schema_arrow.metadata or {}
-        table_name = meta.get(TABLE_KEY, b"").decode() or spec.name
-        if table_name != spec.name:
-            raise StoreError(f"{path}: holds table {table_name!r}, expected {spec.name!r}")
-        version = int(meta.get(SCHEMA_KEY, b"0") or 0)
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{path}: schema version {version} is newer than this tracekit's {SCHEMA_VERSION}; upgrade tracekit-loop"
-            )
-        if version < 1:
-            raise StoreError(f"{path}: no tracekit schema version in its metadata; not a tracekit {spec.name} file")
+        check_file_schema(spec, pf.schema_arrow, path)
         data = pf.read()
     except StoreError:
         raise

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import QueryError
+from ._json import loads_limited
 from ._query import sql_literal
 
 
@@ -145,7 +146,7 @@ def _loads(text: Any) -> Any:
     if not isinstance(text, str):
         return text
     try:
-        return json.loads(text)
+        return loads_limited(text)
     except ValueError:
         return text
 

@@ -31,6 +31,17 @@ def _configure(home: Any) -> None:
         tracekit.configure(home=home)
 
 
+def _json_or(text: Any, default: Any) -> Any:
+    """A JSON column of a stored row (a sandboxed run may have written it): `default` when unreadable."""
+    from .._json import loads_limited
+
+    try:
+        value = loads_limited(text) if text else default
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
 def _metrics_table(metrics: dict[str, float], scorer_names: list[str]) -> Any:
     """Metric and scorer names are the task's and the stored run's: cells are `Text`, never markup."""
     from rich.table import Table
@@ -159,8 +170,8 @@ def show_cmd(
         emit(render_rows(cols + ["error", "scores"], [[r[c] for c in cols + ["error", "scores"]] for r in rows], fmt))
         return
     last = events[-1] if events else {}
-    metrics = json.loads(last["metrics"]) if last.get("metrics") else {}
-    scorer_names = json.loads(last["scorers"]) if last.get("scorers") else []
+    metrics = _json_or(last.get("metrics"), {})
+    scorer_names = _json_or(last.get("scorers"), [])
     console.print(f"[bold]{markup(run_id)}[/bold] task [bold]{markup(last.get('task', '?'))}[/bold] · "
                   f"{markup(last.get('event', '?'))} · epochs {markup(last.get('epochs'))} · samples {markup(last.get('samples'))}"
                   + (f" · source {markup(last['source'])}" if last.get("source") else "")

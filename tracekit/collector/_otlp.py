@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectorError
+from .._json import loads_limited
 from .._spanrows import RawSpan, span_row, spans_table
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def parse(body: bytes, content_type: str) -> Any:
     from google.protobuf import json_format
 
     try:
-        data = json.loads(body) if body.strip() else {}
+        data = loads_limited(body) if body.strip() else {}
     except (ValueError, RecursionError) as exc:
         raise MalformedRequest(f"body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):

@@ -31,6 +31,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
 from .._errors import QueryError
+from .._json import loads_limited
 from ._app import CollectorState, HTTPProblem, check_token, state_of
 from ._auth import READ
 from ._frames import json_text
@@ -151,7 +152,7 @@ def _encode_cursor(at: dt.datetime, trace_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
-        at, trace_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at, trace_id = loads_limited(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), max_depth=2)
         return dt.datetime.fromisoformat(at), str(trace_id)
     except (ValueError, TypeError):
         raise HTTPProblem(400, "bad_cursor", "cursor is not one this server gave out; start again without it") from None

@@ -10,7 +10,7 @@ Per case the command runs in a fresh copy of `workspace` (see `tracekit.sandbox`
 target) and `$TRACEKIT_EVAL_CASE_ID` the case's id; `{input}` and `{id}` in the argv are replaced
 by the input (when it is a string) and the id. The output is the command's stdout, stripped
 (`output="json"` parses it, `output="file:answer.txt"` reads a file the command wrote in its
-workspace). A non-zero exit, out-of-memory or output-limit stop is a crashed case whose error
+workspace: a regular file reached without following any symlink, at most `output_bytes`). A non-zero exit, out-of-memory or output-limit stop is a crashed case whose error
 carries the tail of stderr; running past the budget is a timeout. The sandbox's `run` span and any
 span the command emits nest under the case's `eval` span.
 """
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import EvalError
+from .._json import JSONLimitError, loads_limited
+from .._saferead import UnsafePath, read_below
 from ._retry import CaseTimeout
 from ._sample import Sample
 
@@ -100,19 +102,28 @@ class SandboxedCommand:
                        run_dir=case_dir / "run", **opts)
 
     def _read_output(self, result: Any) -> Any:
+        """The case's output: stdout, stdout parsed as JSON, or a file of the run's workspace (hostile input all)."""
         if self.output == "stdout":
             return result.stdout.text().strip()
         if self.output == "json":
             text = result.stdout.text().strip()
             try:
-                return json.loads(text)
+                return loads_limited(text)
+            except JSONLimitError as exc:
+                raise CommandFailed(f"stdout JSON refused: {exc}") from None
             except ValueError as exc:
                 raise CommandFailed(f"stdout is not JSON ({exc}): {text[-300:]!r}") from None
+        from ..sandbox import RunSpec
+
         rel = self.output.removeprefix("file:")
-        path = (Path(result.workspace) / rel).resolve()
-        if not path.is_relative_to(Path(result.workspace).resolve()) or not path.is_file():
-            raise CommandFailed(f"the command did not write {rel} in its workspace")
-        return path.read_text(errors="replace").strip()
+        cap = int(self.spec_options.get("output_bytes", RunSpec.output_bytes))  # the cap stdout has too
+        try:  # no symlink followed (not even inside the workspace), no FIFO or device opened
+            data = read_below(result.workspace, rel, cap, label="workspace")
+        except FileNotFoundError:
+            raise CommandFailed(f"the command did not write {rel} in its workspace") from None
+        except (OSError, UnsafePath) as exc:
+            raise CommandFailed(f"output file {rel} refused: {exc}") from None
+        return data.decode(errors="replace").strip()
 
     def _finish(self, result: Any) -> Any:
         if result.status == "timeout":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .._json import loads_limited
 from .._query import sql_literal
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def _json_text(value: str | None) -> str:
     if value is None:
         return "—"
     try:
-        v = json.loads(value)
+        v = loads_limited(value)
     except ValueError:
         return value
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
@@ -127,7 +128,7 @@ def _message_text(parts_json: str | None) -> tuple[str, list[str]]:
     if not parts_json:
         return "", []
     try:
-        messages = json.loads(parts_json)
+        messages = loads_limited(parts_json)
     except ValueError:
         return parts_json, []
     texts: list[str] = []
@@ -155,7 +156,7 @@ def _seen_by_model(input_messages: list[str | None]) -> dict[str, str]:
     seen: dict[str, str] = {}
     for raw in input_messages:
         try:
-            messages = json.loads(raw) if raw else []
+            messages = loads_limited(raw) if raw else []
         except ValueError:
             continue
         for m in messages if isinstance(messages, list) else []:

@@ -10,10 +10,11 @@ independent samples). A crashed or timed-out case counts as a failure with score
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from .._json import loads_limited
 
 
 def mean(values: Sequence[float]) -> float:
@@ -47,7 +48,7 @@ def _scores_json(row: Mapping[str, Any]) -> dict[str, Any]:
     raw = row.get("scores")
     if isinstance(raw, str):
         try:
-            return dict(json.loads(raw))
+            return dict(loads_limited(raw))
         except ValueError:
             return {}
     return dict(raw or {})

@@ -31,6 +31,7 @@ from opentelemetry.trace import Link, Status, StatusCode
 from .._config import experiment, flush, get_settings, get_tracer
 from .._decorators import _kind_attrs, _set_io, span
 from .._errors import EvalError
+from .._json import loads_limited
 from .._store import Store
 from . import _results as results
 from ._metrics import summarize
@@ -270,7 +271,11 @@ def _resume_settings(run_id: str, task: Task, given: dict[str, Any]) -> dict[str
     first = events[0]
     if first["task"] != task.name:
         raise EvalError(f"eval run {run_id} ran task {first['task']!r}, not {task.name!r}; resume it with the same task")
-    recorded = {"splits": json.loads(first["splits"]) if first["splits"] else None,
+    try:
+        splits = loads_limited(first["splits"]) if first["splits"] else None
+    except ValueError as exc:
+        raise EvalError(f"eval run {run_id}: its recorded splits are unreadable ({exc}); start a new run") from None
+    recorded = {"splits": splits,
                 "limit": first["case_limit"], "epochs": first["epochs"]}
     for key, value in recorded.items():
         if given.get(key) is not None and given[key] != value:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import EvalError
+from .._json import JSONLimitError, loads_limited, raw_decode_limited
 from ._judge import llm_judge
 from ._sample import Sample
 from ._score import Score, as_score
@@ -184,12 +185,14 @@ def _parse_json(value: Any) -> Any:
     if fence:
         text = fence.group(1).strip()
     try:
-        return json.loads(text)
+        return loads_limited(text)
+    except JSONLimitError:
+        raise
     except ValueError:
         start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
         if start < 0:
             raise
-        return json.JSONDecoder().raw_decode(text[start:])[0]
+        return raw_decode_limited(text[start:])
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -16,7 +16,6 @@ stdout) and the cost from a JSON stdout with `total_cost_usd` / `usage` (as `cla
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
+from .._json import loads_limited
 from ._proposer import Cost, Proposal, ProposalContext
 from ._safefs import Dir, UnsafePath, copy_tree
 from ._validate import InvalidProposal
@@ -58,7 +58,7 @@ def parse_cost(stdout: str) -> Cost:
     candidates = [text] + ([text[start + 1:]] if start >= 0 else [])
     for c in candidates:
         try:
-            data = json.loads(c)
+            data = loads_limited(c)
         except ValueError:
             continue
         if isinstance(data, dict):
@@ -173,7 +173,7 @@ class CommandProposer:
                 rationale = lines[-1]
             else:
                 try:
-                    rationale = str(json.loads(out).get("result", ""))[-400:]
+                    rationale = str(loads_limited(out).get("result", ""))[-400:]
                 except (ValueError, AttributeError):
                     rationale = ""
         return Proposal(files=files, rationale=" ".join(rationale.split())[:600], cost=parse_cost(out or ""),

@@ -2,20 +2,21 @@
 
 The result file is one JSON object, `{"metrics": {"name": number, ...}, ...}`, opened without
 following symlinks (the final component, and the folder through a descriptor), regular files
-only, at most `result_bytes`. If the file exists it is the only source (an invalid file is an
+only, at most `result_bytes`, nested at most 100 levels (a deeper file is an error, never a crash). If the file exists it is the only source (an invalid file is an
 error, not a reason to scrape stdout). Otherwise the last `METRIC name=value` line per name
 counts, plus `name: value` lines for the configured metric (autoresearch prints `val_bpb: 0.99`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .._json import JSONLimitError, loads_limited
+from .._saferead import SafeDir, UnsafePath
 
 _METRIC_LINE = re.compile(r"^METRIC\s+([A-Za-z_][\w.\-/]*)\s*=\s*(\S+)\s*$")
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))"
@@ -31,41 +32,32 @@ class MetricReport:
 
 
 def read_result_file(folder: Path, name: str, max_bytes: int) -> MetricReport | None:
-    """The parsed result file, or None when there is none. Never follows a symlink."""
+    """The parsed result file, or None when there is none. Never follows a symlink (see `tracekit._saferead`)."""
     try:
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        d = SafeDir.open(folder, label="result folder")
+    except (OSError, UnsafePath) as exc:
+        return MetricReport(error=f"result folder {folder} is unusable ({exc}); it was replaced or removed by the run")
+    try:
+        data = d.read(name, max_bytes)
+    except FileNotFoundError:
+        return None
+    except UnsafePath as exc:
+        return MetricReport(error={
+            "link": "result file is a symlink; tracekit does not follow it (write the JSON to $TRACEKIT_RESULT itself)",
+            "size": f"result file is larger than {max_bytes} bytes; write only the metrics JSON",
+        }.get(exc.reason, f"result file is not a regular file ({exc})"))
     except OSError as exc:
-        return MetricReport(error=f"result folder {folder} is unusable ({exc.strerror}); it was replaced or removed by the run")
-    try:
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            return MetricReport(error="result file is a symlink; tracekit does not follow it (write the JSON to $TRACEKIT_RESULT itself)")
-        if not stat.S_ISREG(st.st_mode):
-            return MetricReport(error="result file is not a regular file")
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-        except OSError as exc:
-            return MetricReport(error=f"result file cannot be opened safely ({exc.strerror})")
-        try:
-            fst = os.fstat(fd)
-            if not stat.S_ISREG(fst.st_mode):
-                return MetricReport(error="result file is not a regular file")
-            data = os.read(fd, max_bytes + 1)
-        finally:
-            os.close(fd)
+        return MetricReport(error=f"result file cannot be opened safely ({exc.strerror})")
     finally:
-        os.close(dir_fd)
-    if len(data) > max_bytes:
-        return MetricReport(error=f"result file is larger than {max_bytes} bytes; write only the metrics JSON")
+        d.close()
     return parse_result_json(data)
 
 
 def parse_result_json(data: bytes) -> MetricReport:
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = loads_limited(data.decode("utf-8"))
+    except JSONLimitError as exc:
+        return MetricReport(error=f"result file refused: {exc}; write a flat {{\"metrics\": {{\"name\": number}}}} object")
     except (UnicodeDecodeError, ValueError) as exc:
         return MetricReport(error=f"result file is not valid JSON ({exc}); expected {{\"metrics\": {{\"name\": number}}}}")
     if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), dict):

@@ -140,7 +140,8 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
         started_at=started_at, notes=list(out.notes),
     )
     try:
-        result.spans_ingested, problems = _spans.ingest(io_dir, home, experiment_id, spec.trace_bytes)
+        result.spans_ingested, problems = _spans.ingest(io_dir, home, experiment_id, spec.trace_bytes,
+                                                        run_trace_id=span.trace_id, run_span_id=span.span_id)
     except Exception as exc:  # the store must not lose the run's result over a bad spool
         result.spans_ingested, problems = 0, [f"spans from the run could not be stored: {exc}"]
     result.notes.extend(f"traces: {p}" for p in problems[:20])

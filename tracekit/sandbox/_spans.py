@@ -2,14 +2,13 @@
 
 Inside, the candidate has `TRACEKIT_HOME` = a spool folder (tracekit writes Parquet there) and
 `OTEL_EXPORTER_OTLP_ENDPOINT` = the shim's loopback receiver (any OpenTelemetry SDK posts OTLP
-there). After the run both are read back here, never trusted: no symlinks, size caps, ids checked,
-every row re-tagged with the run's experiment_id, then written to the real store.
+there). After the run both are read back by `_spool.ingest`, never trusted: only spans and eval rows,
+no symlinks, row and decoded-size caps, ids checked, every row re-tagged with the run's
+experiment_id and project, then written to the real store.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,6 @@ from .._spanrows import KIND_ATTR
 if TYPE_CHECKING:
     from ._spec import RunResult
 
-MAX_SPANS = 200_000
 _private: dict[str, otel_trace.Tracer] = {}
 _private_lock = threading.Lock()
 
@@ -81,6 +79,9 @@ class RunSpan:
         sc = self.span.get_span_context()
         self.trace_id = otel_trace.format_trace_id(sc.trace_id)
         self.span_id = otel_trace.format_span_id(sc.span_id)
+        from ._spool import remember_run_span
+
+        remember_run_span(self.trace_id, self.span_id)  # so ingest knows the ids the run may not claim
 
     @property
     def traceparent(self) -> str | None:
@@ -122,102 +123,15 @@ class RunSpan:
 # -- reading spans back from the run's spool -------------------------------------------------------
 
 
-def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int) -> tuple[int, list[str]]:
-    """Copy the run's spans (OTLP bodies and tracekit Parquet) into `home`; (span rows, problems).
+def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int, *, run_trace_id: str | None = None,
+           run_span_id: str | None = None, project: str | None = None, max_rows: int | None = None) -> tuple[int, list[str]]:
+    """Bring the run's spans and eval rows home (span rows stored, problems); see `_spool` for the checks.
 
-    Rows of other tables the run wrote to its spool (an eval's `eval_results`) come along too.
-
-    OTLP bodies are decoded by the collector's decoder (same validation as `tracekit serve`).
+    `run_trace_id` / `run_span_id` name the harness's run span (default: the `RunSpan` started last
+    on this thread); `project` defaults to the configured one; `max_rows` to `_spool.MAX_ROWS`.
+    Bad input never raises: it is a problem.
     """
-    import pyarrow as pa
+    from . import _spool
 
-    from .._store import Store
-    from ..collector import _otlp
-
-    store = Store(home)
-    problems: list[str] = []
-    tables = []
-    budget = max_bytes
-    project = get_settings().project
-    for path in _regular_files(io_dir / "otlp", problems):
-        size = path.lstat().st_size
-        if size > budget:
-            problems.append(f"{path.name}: over the trace size cap; skipped")
-            continue
-        budget -= size
-        ctype = _otlp.JSON if ".json" in path.name else _otlp.PROTOBUF
-        try:
-            body = _otlp.decompress(path.read_bytes(), "gzip" if path.name.endswith(".gz") else "", max_bytes)
-            batch = _otlp.decode(body, ctype, default_project=project)
-        except Exception as exc:  # MalformedRequest / BodyTooLarge: report, keep the rest
-            problems.append(f"{path.name}: {exc}")
-            continue
-        if batch.rejected:
-            problems.append(f"{path.name}: {batch.message}")
-        if batch.accepted:
-            tables.append(batch.table)
-    count = 0
-    if tables:
-        merged = pa.concat_tables(tables)
-        if merged.num_rows > MAX_SPANS:
-            problems.append(f"{merged.num_rows} spans; only the first {MAX_SPANS} were kept")
-            merged = merged.slice(0, MAX_SPANS)
-        idx = merged.schema.get_field_index("experiment_id")
-        merged = merged.set_column(idx, "experiment_id", pa.array([experiment_id] * merged.num_rows, pa.string()))
-        store.write("spans", merged, durable=True)
-        count += merged.num_rows
-    for path in _regular_files(io_dir / "spool" / "spans", problems):
-        if not path.name.endswith(".parquet"):
-            continue
-        if path.lstat().st_size > budget:
-            problems.append(f"spool {path.name}: over the trace size cap; skipped")
-            continue
-        budget -= path.lstat().st_size
-        try:
-            count += store.ingest("spans", [path], overrides={"experiment_id": experiment_id})
-        except Exception as exc:  # StoreError or a malformed file: report, keep the rest
-            problems.append(f"spool {path.name}: {exc}")
-    budget = _ingest_other_tables(store, io_dir / "spool", experiment_id, budget, problems)
-    return count, problems
-
-
-def _ingest_other_tables(store: Any, spool: Path, experiment_id: str, budget: int, problems: list[str]) -> int:
-    """Rows of the store's other tables written in the run (e.g. eval_results by an eval), same checks."""
-    from .._schema import all_tables
-
-    for name, table in sorted(all_tables().items()):
-        if name == "spans":
-            continue
-        overrides = {"experiment_id": experiment_id} if "experiment_id" in table.column_names() else None
-        for path in _regular_files(spool / name, problems):
-            if not path.name.endswith(".parquet"):
-                continue
-            if path.lstat().st_size > budget:
-                problems.append(f"spool {name}/{path.name}: over the trace size cap; skipped")
-                continue
-            budget -= path.lstat().st_size
-            try:
-                store.ingest(name, [path], overrides=overrides)
-            except Exception as exc:  # a malformed file: report, keep the rest
-                problems.append(f"spool {name}/{path.name}: {exc}")
-    return budget
-
-
-def _regular_files(folder: Path, problems: list[str]) -> list[Path]:
-    """Regular files directly in `folder` (which must be a real folder, not a symlink)."""
-    try:
-        st = os.lstat(folder)
-    except FileNotFoundError:
-        return []
-    if not stat.S_ISDIR(st.st_mode):
-        problems.append(f"{folder.name} was replaced by something that is not a folder; ignored")
-        return []
-    out = []
-    for e in sorted(os.scandir(folder), key=lambda e: e.name):
-        if e.name.startswith("."):
-            continue
-        if e.is_file(follow_symlinks=False):
-            out.append(Path(e.path))
-        else:
-            problems.append(f"{folder.name}/{e.name}: not a regular file; ignored")
-    return out
+    return _spool.ingest(io_dir, home, experiment_id, max_bytes, run_trace_id=run_trace_id, run_span_id=run_span_id,
+                         project=project, max_rows=_spool.MAX_ROWS if max_rows is None else max_rows)

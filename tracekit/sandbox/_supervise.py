@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SandboxError
+from .._json import loads_limited
 from . import _proc, _seccomp, _workspace
 from ._backends import SANDBOX_ROOT, STAGE_DIR, Backend, Inside, Launch, prepare_stage
 from ._capture import OutputPump
@@ -70,7 +71,7 @@ class _StatusReader:
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
             try:
-                events.append(json.loads(line))
+                events.append(loads_limited(line, max_bytes=65536, max_depth=4))
             except ValueError:
                 pass
         return events
