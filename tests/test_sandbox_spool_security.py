@@ -244,7 +244,8 @@ def test_bombs_in_a_real_run_end_as_notes_never_as_an_exception(tmp_path: Path, 
 # -- 7. no link followed, no FIFO opened --------------------------------------------------------
 
 
-def test_a_spool_or_io_folder_swapped_for_a_symlink_is_not_followed(tmp_path: Path, home: Path) -> None:
+@pytest.mark.parametrize("backend", ["auto", "local"])
+def test_a_spool_or_io_folder_swapped_for_a_symlink_is_not_followed(tmp_path: Path, home: Path, backend: str) -> None:
     elsewhere = tmp_path / "elsewhere"  # another store, full of valid spans
     Store(elsewhere).write("spans", [stored_span("12" * 16, f"{i + 1:016x}", "elsewhere") for i in range(3)])
     code = """
@@ -256,10 +257,14 @@ def test_a_spool_or_io_folder_swapped_for_a_symlink_is_not_followed(tmp_path: Pa
         os.symlink(os.environ["ELSEWHERE"] + "/spans", otlp)
         print("METRIC ok=1")
     """
-    res = run(spec(tmp_path, py(code, marker()), trace_home=home, otlp=False, env={"ELSEWHERE": str(elsewhere)}))
+    res = run(spec(tmp_path, py(code, marker()), trace_home=home, otlp=False, env={"ELSEWHERE": str(elsewhere)},
+                   backend=backend))
     assert res.status == "ok", (res.error, res.stderr.text())
     assert res.spans_ingested == 0 and not [s for s in rows(home, "spans") if s["name"] == "elsewhere"]
-    assert "io/spool is a symlink, not a folder" in notes(res) and "io/otlp is a symlink, not a folder" in notes(res)
+    if res.backend == "local":  # the live folder: ingest itself refuses the links
+        assert "io/spool is a symlink, not a folder" in notes(res) and "io/otlp is a symlink, not a folder" in notes(res)
+    else:  # isolated: the copy out of the run's tmpfs already left the links behind
+        assert "symlinks were not copied (spool)" in notes(res) and "symlinks were not copied (otlp)" in notes(res)
     # the io folder itself (the local backend's live folder can be swapped too)
     from tracekit.sandbox._spans import ingest
 
@@ -269,7 +274,9 @@ def test_a_spool_or_io_folder_swapped_for_a_symlink_is_not_followed(tmp_path: Pa
     assert count == 0 and "is a symlink, not a folder" in problems[0]
 
 
-def test_fifos_links_and_folders_in_place_of_spool_files_are_skipped_without_blocking(tmp_path: Path, home: Path) -> None:
+@pytest.mark.parametrize("backend", ["auto", "local"])
+def test_fifos_links_and_folders_in_place_of_spool_files_are_skipped_without_blocking(tmp_path: Path, home: Path,
+                                                                                         backend: str) -> None:
     code = """
         os.makedirs(f"{os.environ['TRACEKIT_HOME']}/spans", exist_ok=True)
         otlp = os.path.join(os.path.dirname(os.environ["TRACEKIT_HOME"]), "otlp")
@@ -280,12 +287,16 @@ def test_fifos_links_and_folders_in_place_of_spool_files_are_skipped_without_blo
         open(f"{os.environ['TRACEKIT_HOME']}/eval_results", "w").write("a file where a folder belongs")
         spool.write("spans", [span("1" * 16)])
     """
-    res = run(spec(tmp_path, py(forge(code), marker()), trace_home=home, otlp=False, budget_s=30))
+    res = run(spec(tmp_path, py(forge(code), marker()), trace_home=home, otlp=False, budget_s=30, backend=backend))
     assert res.status == "ok", (res.error, res.stderr.text())
     assert res.spans_ingested == 1
     text = notes(res)
-    for what in ("fifo.parquet is a FIFO", "000001.pb is a FIFO", "zero.parquet is a symlink", "folder.parquet is a folder",
-                 "io/spool/eval_results is a regular file, not a folder"):
+    if res.backend == "local":  # the live folder: ingest refuses them
+        refused = ("fifo.parquet is a FIFO", "000001.pb is a FIFO", "zero.parquet is a symlink")
+    else:  # isolated: the copy out of the run's tmpfs already left them behind
+        refused = ("special files were not copied (spool/spans/fifo.parquet)", "special files were not copied (otlp/000001.pb)",
+                   "symlinks were not copied (spool/spans/zero.parquet)")
+    for what in (*refused, "folder.parquet is a folder", "io/spool/eval_results is a regular file, not a folder"):
         assert what in text, what
 
 
@@ -306,7 +317,9 @@ def test_a_flood_of_files_is_read_only_up_to_the_file_cap(tmp_path: Path, home: 
     assert len(problems) <= MAX_FILES + 30
 
 
-def test_eval_output_files_are_read_without_following_links_and_within_the_cap(tmp_path: Path, home: Path) -> None:
+@pytest.mark.parametrize("backend", ["auto", "local"])
+def test_eval_output_files_are_read_without_following_links_and_within_the_cap(tmp_path: Path, home: Path,
+                                                                                backend: str) -> None:
     from tracekit.evals import Sample, Task, run_eval, sandboxed, scorers
 
     ws = tmp_path / "ws"
@@ -326,11 +339,13 @@ def test_eval_output_files_are_read_without_following_links_and_within_the_cap(t
     """))
     cases = [Sample(how, "42", id=how) for how in ("plain", "link", "fifo", "big")]
     report = run_eval(Task(cases, solver=sandboxed(["python", "write.py", "{input}"], workspace=ws, output="file:answer.txt",
-                                                   output_bytes=64 * 1024), scorers=[scorers.exact()], name="files"))
+                                                   output_bytes=64 * 1024, backend=backend),
+                           scorers=[scorers.exact()], name="files"))
     by_id = {r["case_id"]: r for r in report.rows}
     assert by_id["plain"]["passed"]
     assert "answer.txt is a symlink" in by_id["link"]["error"]
-    assert "answer.txt is a FIFO" in by_id["fifo"]["error"]
+    fifo = "answer.txt is a FIFO" if backend == "local" else "did not write answer.txt"  # isolated: never copied out
+    assert fifo in by_id["fifo"]["error"]
     assert "over the limit of 65536 bytes" in by_id["big"]["error"]
 
 
