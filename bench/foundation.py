@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 import tracekit
 from tracekit._exporter import ParquetSpanExporter
-from tracekit._schema import SPANS
-from tracekit._store import Store
+from tracekit.store._store import Store
+from tracekit.store._tables import SPANS
 
 
 def best_of(fn: Any, repeat: int = 5) -> float:
@@ -116,7 +116,7 @@ def make_spans(n: int) -> list[Any]:
 
 def bench_flush(n: int) -> None:
     from tracekit._exporter import raw_from_readable
-    from tracekit._spanrows import span_row, spans_table
+    from tracekit.store._rows import span_row, spans_table
 
     spans = make_spans(n)
     with tempfile.TemporaryDirectory() as d:
@@ -162,7 +162,7 @@ def synth_table(n: int, start: int, rng: np.random.Generator) -> pa.Table:
         "input": pa.array([f'{{"q":"question number {i}"}}' for i in idx]),
         "attributes": pa.array([f'{{"gen_ai.usage.input_tokens":{i % 500}}}' for i in idx]),
     }
-    from tracekit._store import conform
+    from tracekit.store._store import conform
 
     return conform(SPANS, pa.table(cols))
 

@@ -6,7 +6,7 @@
 
 What it measures, with the same spans (seeded ids) and the same batch sizes everywhere:
 
-1. bare limit: decode the protobuf bodies + convert (tracekit._spanrows) + write Parquet durably,
+1. bare limit: decode the protobuf bodies + convert (tracekit.store._rows) + write Parquet durably,
    in this one process, no HTTP (the ceiling for a Python collector on this machine);
 2. collector: `tracekit serve` in a subprocess, `--clients` processes of the real OpenTelemetry
    OTLP/HTTP exporter; spans/s until every span is acknowledged (durable in the WAL) and until it
@@ -65,8 +65,8 @@ def cpu_seconds(pid: int) -> float:
 def bare_limit(n_traces: int, per_trace: int, clients: int, batch: int, home: Path) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    from tracekit._store import Store
-    from tracekit.collector._otlp import decode
+    from tracekit.store._otlp import decode
+    from tracekit.store._store import Store
 
     bodies = []
     for c in range(clients):

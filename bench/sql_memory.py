@@ -58,7 +58,7 @@ def tree_rss(pid: int) -> int:
 
 
 def build_store(home: Path, rows: int) -> None:
-    from tracekit._store import Store
+    from tracekit.store._store import Store
 
     store = Store(home)
     for f in range(0, rows, 10_000):

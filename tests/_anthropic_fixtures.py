@@ -11,9 +11,9 @@ from typing import Any
 
 import anthropic
 import pytest
+from messages_server import MessagesServer
 
 import tracekit
-from messages_server import MessagesServer
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracekit import Store
-from tracekit._schema import SCHEMA_KEY, TABLE_KEY
+from tracekit.store._schema import SCHEMA_KEY, TABLE_KEY
 
 # Prepended to candidates: write rows of any table straight into the spool, as an attacker would.
 FORGE = """
@@ -114,8 +114,8 @@ def ingest_in_a_subprocess(io_dir: Path, home: Path, max_bytes: int, **kw: Any) 
         import json, sys
         import pyarrow, pyarrow.parquet, pyarrow.dataset, pyarrow.compute  # imported before the baseline
         from tracekit.sandbox._spans import ingest
-        from tracekit.collector import _otlp
-        import tracekit.evals._tables, tracekit.optimizer._ledger
+        from tracekit.store import _otlp
+        import tracekit.store._tables
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
         def hwm():

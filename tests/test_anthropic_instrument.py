@@ -14,7 +14,7 @@ from _anthropic_fixtures import TOOLS, async_client, client, instrumented, rows 
 from messages_server import MessagesServer, error, messages_server, reply, text, thinking, tool_use  # noqa: F401
 
 import tracekit
-from tracekit._anthropic_prices import model_cost
+from tracekit.store._prices import model_cost
 
 USER = [{"role": "user", "content": "What is 2+2?"}]
 
@@ -221,7 +221,7 @@ def test_capture_switches_and_size_cap(home: Path, messages_server: MessagesServ
 
 
 def test_price_table_is_overridable(home: Path, messages_server: MessagesServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tracekit import _anthropic_prices as prices
+    from tracekit.store import _prices as prices
 
     saved = prices.model_prices()
     try:

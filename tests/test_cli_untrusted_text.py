@@ -23,7 +23,7 @@ import pytest
 from _optimizer_helpers import make_target
 
 import tracekit
-from tracekit._termtext import BIDI, clean, json_text, markup
+from tracekit._util.termtext import BIDI, clean, json_text, markup
 
 MARKUP = "[/red][bold]B[/bold][link=http://127.0.0.1:9/x]L[/link]"
 HOSTILE = (MARKUP + " :warning: \x1b[31mR\x1b[0m \x1b]52;c;ZXZpbA==\x07 \x1b]8;;http://127.0.0.1:9/\x1b\\H\x1b]8;;\x1b\\ "

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _collector_helpers import ServeProcess
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from _collector_helpers import ServeProcess
 from tracekit._errors import CollectorError
-from tracekit._spanrows import RawSpan, span_row, spans_table
-from tracekit._store import Store
 from tracekit.collector._pipeline import IngestLimits, Ingestor
 from tracekit.collector._wal import HEADER, WriteAheadLog, read_segment
+from tracekit.store._rows import RawSpan, span_row, spans_table
+from tracekit.store._store import Store
 
 
 def _table(start: int, n: int) -> object:
@@ -43,7 +43,7 @@ CRASHER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
     from test_collector_durability import _table
-    from tracekit._store import Store
+    from tracekit.store._store import Store
     from tracekit.collector._pipeline import IngestLimits, Ingestor
     ing = Ingestor(Store({home!r}), IngestLimits(fold_interval=3600, fold_rows=10**9))
     ing.start()

@@ -9,14 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from _collector_helpers import JSON, PROTOBUF, start_thread_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tracekit.collector._server import CollectorThread
-
-from _collector_helpers import JSON, PROTOBUF, start_thread_server
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

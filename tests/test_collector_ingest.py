@@ -12,13 +12,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _collector_helpers import (
+    JSON,
+    PROTOBUF,
+    ServeProcess,
+    json_body,
+    make_spans,
+    protobuf_body,
+    span_ids,
+    sql,
+    start_thread_server,
+)
 from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from _collector_helpers import JSON, PROTOBUF, ServeProcess, json_body, make_spans, protobuf_body, span_ids, sql, start_thread_server
 from tracekit.collector._pipeline import IngestLimits
 from tracekit.collector._server import CollectorThread
 
@@ -216,7 +226,7 @@ def test_serve_cli_env_mirrors_and_graceful_stop_folds_everything(tmp_path: Path
     finally:
         assert proc.stop() in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert not list((home / "_collector" / "wal").glob("wal-*.log"))  # folded at shutdown
-    from tracekit._store import Store
+    from tracekit.store._store import Store
 
     table = Store(home).read("spans")
     assert table.num_rows == 6 and set(table.column("project").to_pylist()) == {"env-proj"}

@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from _collector_helpers import make_spans, protobuf_body, sql, start_thread_server
 
 import tracekit
-from _collector_helpers import make_spans, protobuf_body, sql, start_thread_server
 from tracekit._errors import StoreError
-from tracekit._store import JOURNAL, LOCK, Store
 from tracekit.collector._server import CollectorThread
+from tracekit.store._store import JOURNAL, LOCK, Store
 
 TOKEN = "read-token-0123456789abcdef"
 
@@ -103,7 +103,7 @@ def test_explain_of_one_plain_select_still_answers(victim: tuple[CollectorThread
 def test_sql_worker_cannot_write_even_where_duckdb_allows_it(victim: tuple[CollectorThread, Path]) -> None:
     """The kernel fence alone: run_trusted skips the statement check, and DuckDB's allowed_directories
     include the store's folders, so only Landlock stands between this COPY and the file."""
-    from tracekit import _landlock
+    from tracekit._util import landlock as _landlock
 
     if _landlock.abi() < 1:
         pytest.skip("this kernel has no Landlock; /health and the serve banner say so (DuckDB's settings are the fence)")

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pytest
-
 from _collector_helpers import make_spans, protobuf_body, sql, start_thread_server
+
 from tracekit.collector._server import CollectorThread
 
 

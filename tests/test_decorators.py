@@ -236,7 +236,7 @@ def test_unjsonable_and_capped_and_scrubbed(home: Path) -> None:
 
 
 def test_cyclic_and_nonfinite_values_are_still_json() -> None:
-    from tracekit._json import dumps_capped
+    from tracekit._util.jsonutil import dumps_capped
 
     loop: dict[str, Any] = {"name": "a", "kids": []}
     loop["kids"].append(loop)  # the fast encoder gives up on cycles; the full walk caps the depth

@@ -11,22 +11,13 @@ import pytest
 from _optimizer_helpers import BOWL, make_target
 
 from tracekit import OptimizerError
-from tracekit.optimizer import (
-    InvalidProposal,
-    Proposal,
-    ProposalError,
-    apply_edits,
-    build_candidate,
-    elide,
-    find_tunables,
-    load_target,
-    parse_reply,
-    set_values,
-)
+from tracekit.optimizer import Proposal, load_target
+from tracekit.optimizer._context import elide
+from tracekit.optimizer._edits import ProposalError, apply_edits, parse_reply
 from tracekit.optimizer._ledger import tsv_fields
 from tracekit.optimizer._search import SearchProposer
-from tracekit.optimizer._tunables import changes_from_diff
-
+from tracekit.optimizer._tunables import changes_from_diff, find_tunables, set_values
+from tracekit.optimizer._validate import InvalidProposal, build_candidate
 
 # -- target --------------------------------------------------------------------------------------
 

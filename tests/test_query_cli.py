@@ -119,22 +119,22 @@ def test_import_tracekit_stays_light() -> None:
 
 
 def test_schemas_folder_matches_code() -> None:
-    from tracekit._schema import render
+    from tracekit.store._tables import render
 
     root = Path(__file__).resolve().parent.parent / "schemas"
     expected = render(root)
     for path, text in expected.items():
-        assert path.exists(), f"{path.name} missing: run python -m tracekit._schema schemas/"
-        assert path.read_text() == text, f"{path.name} drifted from the code: run python -m tracekit._schema schemas/"
+        assert path.exists(), f"{path.name} missing: run python -m tracekit.store schemas docs/tables.md"
+        assert path.read_text() == text, f"{path.name} drifted from the code: run python -m tracekit.store schemas docs/tables.md"
     extra = {p.name for p in root.iterdir()} - {p.name for p in expected}
     assert not extra, f"stale files in schemas/: {extra}"
 
 
 def test_tables_doc_matches_code() -> None:
-    from tracekit._docgen import render
+    from tracekit.store._docgen import render
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "tables.md"
-    assert doc.read_text() == render(), "docs/tables.md drifted: run python -m tracekit._docgen docs/tables.md"
+    assert doc.read_text() == render(), "docs/tables.md drifted: run python -m tracekit.store schemas docs/tables.md"
 
 
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -57,18 +57,18 @@ def test_secrets_are_not_visible(tmp_path: Path, backend: str, monkeypatch: pyte
     secret = "sk-ant-fake-" + m
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     monkeypatch.setenv("LC_SECRET_TOKEN", secret)  # matches the LC_* allowlist pattern, still refused
-    code = f"""
+    code = """
         import os
         hits = [k for k, v in os.environ.items() if 'sk-ant-fake' in v]
         for pid in os.listdir('/proc'):
             if pid.isdigit():
                 try:
-                    if b'sk-ant-fake' in open(f'/proc/{{pid}}/environ', 'rb').read():
+                    if b'sk-ant-fake' in open(f'/proc/{pid}/environ', 'rb').read():
                         hits.append(pid)
                 except OSError:
                     pass
         print('pids seen:', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
-        print(f'METRIC hits={{len(hits)}}')
+        print(f'METRIC hits={len(hits)}')
     """
     res = run(spec(tmp_path, py(code, m), backend=backend, env={"GIVEN_API_KEY": "explicitly-passed"}))
     assert res.status == "ok", res.error

@@ -15,8 +15,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _sandbox_helpers import marker, py, spec
-from _spool_helpers import (EPOCH, forge, ingest_in_a_subprocess, lie_about_sizes, notes, parquet_bytes, rows,
-                            span_columns, spool_with, stored_span)
+from _spool_helpers import (
+    EPOCH,
+    forge,
+    ingest_in_a_subprocess,
+    lie_about_sizes,
+    notes,
+    parquet_bytes,
+    rows,
+    span_columns,
+    spool_with,
+    stored_span,
+)
 
 import tracekit
 from tracekit import Store
@@ -26,14 +36,15 @@ from tracekit.sandbox import run
 
 
 ADDED_LATER = """
-from tracekit._schema import STRING, Column, Table, register_table
+from tracekit.store._schema import STRING, Column, Table
+from tracekit.store._tables import register_table
 register_table(Table(name="added_later", doc="a table registered after the allowlist was written",
                      columns=(Column("x", STRING, "x", required=True),)))
 """
 
 
 def test_a_run_cannot_write_the_ledger_or_a_table_off_the_allowlist(tmp_path: Path, home: Path) -> None:
-    from tracekit._schema import TABLES
+    from tracekit.store._tables import TABLES
 
     exec(ADDED_LATER, {})  # the harness knows the table too: it is registered, just not allowed
     try:
@@ -373,7 +384,7 @@ def test_a_json_bomb_on_stdout_is_a_failed_eval_case(tmp_path: Path, home: Path)
 
 
 def test_the_safe_json_loader_refuses_depth_and_size_bombs() -> None:
-    from tracekit._json import JSONLimitError, loads_limited
+    from tracekit._util.jsonutil import JSONLimitError, loads_limited
 
     for bomb in ("[" * 100_000 + "]" * 100_000, "{\"a\":" * 500 + "1" + "}" * 500, "[" * 101 + "]" * 101):
         with pytest.raises(JSONLimitError, match="nested deeper than 100 levels"):
@@ -384,14 +395,14 @@ def test_the_safe_json_loader_refuses_depth_and_size_bombs() -> None:
 
 
 def test_json_bombs_are_clear_errors_at_every_parser_of_untrusted_json() -> None:
-    from tracekit._trajectory import _loads
-    from tracekit.collector import _otlp
-    from tracekit.evals._context import _json_text, _message_text
     from tracekit.evals._metrics import _scores_json
     from tracekit.evals._sample import Sample
     from tracekit.evals.scorers import json_match
     from tracekit.optimizer._command import parse_cost
+    from tracekit.optimizer._context_evals import _json_text, _message_text
     from tracekit.sandbox._metrics import parse_result_json
+    from tracekit.store import _otlp
+    from tracekit.trajectories._trajectory import _loads
 
     deep = "[" * 100_000 + "]" * 100_000
     assert "nested deeper" in (parse_result_json(deep.encode()).error or "")
@@ -407,8 +418,8 @@ def test_json_bombs_are_clear_errors_at_every_parser_of_untrusted_json() -> None
 def test_a_deep_cursor_is_a_400_not_a_crash() -> None:
     import base64
 
-    from tracekit.collector._app import HTTPProblem
     from tracekit.collector._read import _decode_cursor
+    from tracekit.collector._state import HTTPProblem
 
     cursor = base64.urlsafe_b64encode(b"[" * 5000).decode()
     with pytest.raises(HTTPProblem) as err:

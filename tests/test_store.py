@@ -14,8 +14,9 @@ import pytest
 
 import tracekit
 from tracekit._errors import StoreError
-from tracekit._schema import SCHEMA_KEY, SPANS, TABLE_KEY
-from tracekit._store import JOURNAL, Store
+from tracekit.store._schema import SCHEMA_KEY, TABLE_KEY
+from tracekit.store._store import JOURNAL, Store
+from tracekit.store._tables import SPANS
 
 WRITER = textwrap.dedent(
     """
@@ -83,7 +84,7 @@ class _CompactsAfterListing(Store):
 
 
 def test_query_survives_a_compaction_between_listing_and_binding(tmp_path: Path) -> None:
-    from tracekit._query import Database
+    from tracekit.store._database import Database
 
     store = Store(tmp_path / "home")
     _write_spans(store, 3, 10)

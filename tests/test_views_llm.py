@@ -196,7 +196,7 @@ def test_requested_calls_join_tool_spans_by_name_and_order(home: Path, messages_
 
 
 def test_price_change_reaches_open_databases(home: Path) -> None:
-    from tracekit import _anthropic_prices as prices
+    from tracekit.store import _prices as prices
 
     with tracer("genai.x").start_as_current_span("chat") as sp:
         sp.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "x", "gen_ai.request.model": "zeta-1",

@@ -34,26 +34,26 @@ __version__ = "0.1.0"
 # Names loaded on first use (they import duckdb / pyarrow / anthropic): name -> (module, attribute).
 _LAZY: dict[str, tuple[str, str]] = {
     "query": ("tracekit._query", "query"),
-    "Store": ("tracekit._store", "Store"),
-    "instrument_anthropic": ("tracekit._anthropic", "instrument_anthropic"),
-    "uninstrument_anthropic": ("tracekit._anthropic", "uninstrument_anthropic"),
-    "set_model_prices": ("tracekit._anthropic_prices", "set_model_prices"),
-    "trajectory": ("tracekit._trajectory", "trajectory"),
-    "Trajectory": ("tracekit._trajectory", "Trajectory"),
-    "export_atif": ("tracekit._atif", "export_atif"),
-    "import_atif": ("tracekit._atif", "import_atif"),
+    "Store": ("tracekit.store", "Store"),
+    "instrument_anthropic": ("tracekit.llm.anthropic._instrument", "instrument_anthropic"),
+    "uninstrument_anthropic": ("tracekit.llm.anthropic._instrument", "uninstrument_anthropic"),
+    "set_model_prices": ("tracekit.store._prices", "set_model_prices"),
+    "trajectory": ("tracekit.trajectories._trajectory", "trajectory"),
+    "Trajectory": ("tracekit.trajectories._trajectory", "Trajectory"),
+    "export_atif": ("tracekit.trajectories._atif", "export_atif"),
+    "import_atif": ("tracekit.trajectories._atif_import", "import_atif"),
 }
 
 if TYPE_CHECKING:
     from ._query import query as query
-    from ._store import Store as Store
-    from ._anthropic import instrument_anthropic as instrument_anthropic
-    from ._anthropic import uninstrument_anthropic as uninstrument_anthropic
-    from ._anthropic_prices import set_model_prices as set_model_prices
-    from ._atif import export_atif as export_atif
-    from ._atif import import_atif as import_atif
-    from ._trajectory import Trajectory as Trajectory
-    from ._trajectory import trajectory as trajectory
+    from .llm.anthropic._instrument import instrument_anthropic as instrument_anthropic
+    from .llm.anthropic._instrument import uninstrument_anthropic as uninstrument_anthropic
+    from .store import Store as Store
+    from .store._prices import set_model_prices as set_model_prices
+    from .trajectories._atif import export_atif as export_atif
+    from .trajectories._atif_import import import_atif as import_atif
+    from .trajectories._trajectory import Trajectory as Trajectory
+    from .trajectories._trajectory import trajectory as trajectory
 
 
 def __getattr__(name: str) -> Any:
@@ -71,7 +71,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = sorted([
+__all__ = [
     "CollectorError",
     "ConfigError",
     "EvalError",
@@ -101,4 +101,4 @@ __all__ = sorted([
     "trace",
     "trajectory",
     "uninstrument_anthropic",
-])
+]

@@ -25,10 +25,10 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcesso
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from ._errors import ConfigError
-from ._spanrows import EXPERIMENT_ATTR, PROJECT_ATTR
+from .store._rows import EXPERIMENT_ATTR, PROJECT_ATTR
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from .store._store import Store
 
 Redactor = Callable[[str, Any], Any]
 """`redact(field, value) -> value`, field is "input" or "output"; runs before JSON encoding."""
@@ -53,7 +53,7 @@ class Settings:
 
 
 def _env_settings() -> Settings:
-    from ._store import default_home
+    from .store._store import default_home
 
     return Settings(
         home=default_home(),
@@ -179,7 +179,7 @@ def _install(settings: Settings, exporter: SpanExporter | None) -> None:
             exporter = _otlp_exporter(settings.otlp_endpoint)
         else:
             from ._exporter import ParquetSpanExporter
-            from ._store import Store
+            from .store._store import Store
 
             exporter = ParquetSpanExporter(Store(settings.home), default_project=settings.project)
     new_inner = BatchSpanProcessor(
@@ -274,7 +274,7 @@ def get_tracer() -> otel_trace.Tracer:
 
 
 def store() -> "Store":
-    from ._store import Store
+    from .store._store import Store
 
     return Store(get_settings().home)
 

@@ -30,8 +30,8 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from ._config import get_settings, get_tracer
-from ._json import dumps_capped
-from ._spanrows import INPUT_ATTR, IO_ATTR, KIND_ATTR, KINDS
+from ._util.jsonutil import dumps_capped
+from .store._rows import INPUT_ATTR, IO_ATTR, KIND_ATTR, KINDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._spanrows import RawSpan, span_row, spans_table
+from .store._rows import RawSpan, span_row, spans_table
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from ._store import Store
+    from .store._store import Store
 
 log = logging.getLogger("tracekit")
 

@@ -1,6 +1,6 @@
 """Helpers shared by the CLI modules: the home option, output formats, error handling.
 
-Everything these print is treated as hostile text (see `tracekit._termtext`): table cells are
+Everything these print is treated as hostile text (see `tracekit._util.termtext`): table cells are
 Rich `Text` (never markup), strings go through `clean`, JSON through `json_text`.
 """
 
@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .._json import sql_scalar
-from .._termtext import clean, json_text, markup
+from .._util.jsonutil import sql_scalar
+from .._util.termtext import clean, json_text, markup
 
 HomeOption = Annotated[
     Path | None,

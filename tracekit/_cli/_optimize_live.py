@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .._termtext import clean
+from .._util.termtext import clean
 from ._common import cell, console, say, short
 
 STATUS_STYLE = {"baseline": "cyan", "keep": "bold green", "discard": "dim", "crash": "red", "timeout": "red",

@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.console import Console
 
-from .._termtext import json_text
-from .._termtext import markup as escape  # every message is hostile text: control characters made visible, markup escaped
-from .._trajectory import Step, ToolCall, Trajectory
+from .._util.termtext import json_text
+from .._util.termtext import markup as escape  # every message is hostile text: control characters made visible, markup escaped
+from ..trajectories._trajectory import Step, ToolCall, Trajectory
 from ._common import short
 
 MAX_MESSAGE_CHARS = 4000
@@ -102,7 +102,7 @@ def render(t: Trajectory, out: Console, width: int = 100) -> None:
 
 def show(trace_id: str, *, home: Any, width: int, fmt: str) -> None:
     """The body of `tracekit traces show ID --transcript`."""
-    from .._trajectory import trajectory
+    from ..trajectories._trajectory import trajectory
     from ._common import console, emit
 
     t = trajectory(trace_id, home=home)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .._termtext import markup
+from .._util.termtext import markup
 from ._common import HomeOption, console, render_rows, say
 
 
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a small traced agent (no network, no key) and print SQL answers about its traces."""
         import tracekit
-        from tracekit import _demo
+        from tracekit._cli import _demo
 
         settings = tracekit.configure(project=project, home=home)
         for q in _demo.QUESTIONS:

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
-from .._termtext import json_text, markup
+from .._util.termtext import json_text, markup
 from ._common import HomeOption, cell, console, emit, err_console, jsonable, render_rows, say, short
 
 app = typer.Typer(help="Run eval tasks, list and show their runs, compare two runs.", no_args_is_help=True)
@@ -33,7 +32,7 @@ def _configure(home: Any) -> None:
 
 def _json_or(text: Any, default: Any) -> Any:
     """A JSON column of a stored row (a sandboxed run may have written it): `default` when unreadable."""
-    from .._json import loads_limited
+    from .._util.jsonutil import loads_limited
 
     try:
         value = loads_limited(text) if text else default

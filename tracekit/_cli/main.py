@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, _usage_errors()):
             import io
 
-            from .._termtext import clean
+            from .._util.termtext import clean
 
             buf = io.StringIO()
             exc.show(file=buf)  # type: ignore[attr-defined]  # usage errors quote the bad argument

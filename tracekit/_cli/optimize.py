@@ -16,7 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from .._errors import OptimizerError
-from .._termtext import json_text
+from .._util.termtext import json_text
+from ..store import default_home
 from ._common import cell, console, emit, say, short
 
 
@@ -45,7 +46,7 @@ TagOpt = Annotated[str | None, typer.Option("--tag", help="Run name (branch trac
 
 
 def _home(target: Path, home: Path | None) -> Path:
-    return (home or target / ".tracekit").resolve()
+    return (home or default_home(target=target)).resolve()
 
 
 def _env_pairs(values: list[str] | None) -> dict[str, str]:
@@ -105,7 +106,7 @@ def run_cmd(
     Example: tracekit optimize examples/tinylm --iterations 6 --workers 1
     """
     from ..optimizer import Optimizer, load_target
-    from ..optimizer._proposer import default_proposer_name
+    from ..optimizer._proposers import default_proposer_name
     from ._optimize_live import Progress
 
     overrides: dict[str, Any] = {
@@ -149,7 +150,7 @@ def _print_ledger(rows: list[dict[str, Any]], metric: str, limit: int = 60) -> N
     from rich.table import Table
     from rich.text import Text
 
-    from .._termtext import clean
+    from .._util.termtext import clean
 
     cols = ["experiment_id", "status", metric, "improvement", "commit", "proposer", "run_s", "description"]
     out: list[list[Any]] = []

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from .._errors import SandboxError
-from .._termtext import json_text, markup
+from .._util.termtext import json_text, markup
 from ._common import HomeOption, console, emit, say
 
 app = typer.Typer(help="Run a command in the sandbox; check which backend and limits work on this machine.",

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         """
         import sys
 
-        from .._query import Database
+        from ..store import Database
 
         if fmt not in ("table", "csv", "json", "jsonl"):
             raise typer.BadParameter(f"--format {fmt!r}: use table, csv, json or jsonl")

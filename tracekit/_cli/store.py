@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .._termtext import markup
+from .._util.termtext import markup
 from ._common import HomeOption, console, emit, render_rows, say
 
 app = typer.Typer(help="Inspect and compact the Parquet store.", no_args_is_help=True)
@@ -19,7 +19,7 @@ def register(root: typer.Typer) -> None:
 @app.command("info")
 def info_cmd(home: HomeOption = None, fmt: Annotated[str, typer.Option("--format", "-f")] = "table") -> None:
     """Files, rows and bytes per table. Example: tracekit store info"""
-    from .._store import Store
+    from ..store._store import Store
 
     store = Store(home)
     info = store.info()
@@ -37,8 +37,8 @@ def compact_cmd(
     Safe while other processes write: it only merges files that exist when it starts.
     Example: tracekit store compact spans
     """
-    from .._schema import all_tables
-    from .._store import Store
+    from ..store import all_tables
+    from ..store._store import Store
 
     store = Store(home)
     names = table or sorted(all_tables())

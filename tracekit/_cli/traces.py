@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .._query import sql_literal
-from .._termtext import markup
+from .._util.termtext import markup
+from ..store import sql_literal
 from ._common import HomeOption, console, emit, render_rows, short
 
 app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_help=True)
@@ -28,7 +28,7 @@ def list_cmd(
     home: HomeOption = None,
 ) -> None:
     """List recent traces. Example: tracekit traces list --errors -n 5"""
-    from .._query import Database
+    from ..store import Database
 
     where = []
     if project:
@@ -67,8 +67,8 @@ def show_cmd(
         return
     from rich.tree import Tree
 
-    from .._query import Database
-    from .._trajectory import resolve_trace_id
+    from ..store import Database
+    from ..trajectories._trajectory import resolve_trace_id
 
     db = Database(home)
     tid = resolve_trace_id(db, trace_id)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .._errors import TrajectoryError
-from .._termtext import json_text
+from .._util.termtext import json_text
 from ._common import HomeOption, emit, say
 
 
@@ -24,7 +24,7 @@ def export_atif_cmd(
     home: HomeOption = None,
 ) -> None:
     """Export one trace as an ATIF trajectory (JSON). Example: tracekit traces export-atif 3f2a -o run.json"""
-    from .._atif import export_atif
+    from ..trajectories._atif import export_atif
 
     doc = export_atif(trace_id, output, home=home, agent_name=agent_name, agent_version=agent_version)
     if output is None:
@@ -39,7 +39,7 @@ def import_atif_cmd(
     home: HomeOption = None,
 ) -> None:
     """Import ATIF trajectories as traces. Example: tracekit traces import-atif jobs/*/agent/trajectory.json"""
-    from .._atif import import_atif
+    from ..trajectories._atif_import import import_atif
 
     failed = 0
     for path in paths:

@@ -1,4 +1,5 @@
-"""The collector's FastAPI app: OTLP/HTTP ingest, health, auth; the read API lives in `_read`.
+"""The collector's FastAPI app: OTLP/HTTP ingest and health; the read API lives in `_read`, the
+state every route shares (and the token check) in `_state`.
 
     from tracekit.collector import CollectorConfig, create_app
     app = create_app(CollectorConfig.from_env(home=".tracekit"))
@@ -16,30 +17,28 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.requests import ClientDisconnect
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from .._errors import CollectorError, QueryError
-from .._store import Store
-from . import _otlp
-from ._auth import INGEST, Tokens
-from ._conn import ConnStats
+from ..store import _otlp
+from ..store._store import Store
+from ._auth import INGEST
 from ._guard import Guard
 from ._pipeline import Ingestor, to_ipc
+from ._read import router
 from ._settings import CollectorConfig
 from ._sql import SqlBusy, SqlRefused, SqlTimeout, SqlWorkerFailed
 from ._sqlpool import SqlService
+from ._state import CollectorState, HTTPProblem, check_token, problem_response
 
 log = logging.getLogger("tracekit.collector")
 
@@ -47,66 +46,8 @@ log = logging.getLogger("tracekit.collector")
 _GRPC = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
 
 
-@dataclass
-class CollectorState:
-    config: CollectorConfig
-    ingestor: Ingestor
-    sql: SqlService | None = None
-    started: float = field(default_factory=time.time)
-    inflight_bytes: int = 0
-    rejected_spans: int = 0
-    requests: Counter[int] = field(default_factory=Counter)
-    sql_error: str = ""
-    conn_stats: ConnStats = field(default_factory=ConnStats)
-    _sql_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def sql_service(self) -> SqlService | None:
-        """The SQL service, created on first use; None (and `sql_error`) while it cannot start."""
-        with self._sql_lock:
-            if self.sql is None:
-                try:
-                    self.sql = SqlService(self.config.home.resolve(), self.config.sql)
-                    self.sql_error = ""
-                except Exception as exc:
-                    self.sql_error = f"{type(exc).__name__}: {exc}"
-                    log.error("tracekit collector: SQL is unavailable (ingest goes on): %s", self.sql_error)
-            return self.sql
-
-
-class HTTPProblem(Exception):
-    """An error answer for the JSON API: status, short code and a message saying what to do."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def problem_response(p: HTTPProblem) -> JSONResponse:
-    return JSONResponse({"error": p.code, "message": p.message}, status_code=p.status, headers=p.headers)
-
-
-def check_token(tokens: Tokens, authorization: str | None, scope: str) -> None:
-    """Raise HTTPProblem 401/403 unless the bearer token carries `scope` (no-op without tokens)."""
-    if not tokens.enabled:
-        return
-    scopes = tokens.scopes_for(authorization)
-    if scopes is None:
-        raise HTTPProblem(
-            401, "unauthorized", "send 'Authorization: Bearer <token>' with a token the collector knows",
-            {"WWW-Authenticate": "Bearer"},
-        )
-    if scope not in scopes:
-        raise HTTPProblem(403, "forbidden", f"this token may not {scope}; use a token with the {scope!r} scope")
-
-
-def state_of(request: Request) -> CollectorState:
-    return request.app.state.collector  # type: ignore[no-any-return]
-
-
 def create_app(config: CollectorConfig) -> FastAPI:
     """The ASGI app; its lifespan replays the WAL before the first request and folds it at shutdown."""
-    from ._read import router
-
     home = config.home.resolve()
     state = CollectorState(config=config, ingestor=Ingestor(Store(home), config.ingest))
 
@@ -205,7 +146,7 @@ def create_app(config: CollectorConfig) -> FastAPI:
 
 def sql_fence(service: SqlService | None) -> dict[str, Any]:
     """What stops a read client from writing: the workers' Landlock, or loudly, only DuckDB's settings."""
-    from .. import _landlock
+    from .._util import landlock as _landlock
 
     abi = service.landlock if service is not None else _landlock.abi()
     info: dict[str, Any] = service.status() if service is not None else {}

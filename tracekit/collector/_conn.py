@@ -32,6 +32,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+
 def _plain(status: str, text: str, *extra: str) -> bytes:
     body = text.encode() + b"\n"
     head = [f"HTTP/1.1 {status}", "content-type: text/plain; charset=utf-8", "connection: close", *extra,

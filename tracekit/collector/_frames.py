@@ -22,7 +22,7 @@ import struct
 import time
 from typing import Any
 
-from .._json import sql_scalar
+from .._util.jsonutil import sql_scalar
 
 HELLO, START, DATA, END, ERROR = b"H", b"S", b"D", b"E", b"X"
 KINDS = frozenset({HELLO, START, DATA, END, ERROR})

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _otlp
+from ..store import _otlp
 from ._auth import INGEST, READ
 from ._conn import ConnStats
 
 if TYPE_CHECKING:
-    from ._app import CollectorState
+    from ._state import CollectorState
 
 PUBLIC = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _GRPC = {401: 16, 403: 7, 408: 4, 413: 8}

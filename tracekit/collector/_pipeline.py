@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectorError
-from .._fsio import atomic_write_text
-from .._store import LOCK, Store
+from .._util.fsio import atomic_write_text
+from ..store._store import LOCK, Store
 from ._wal import WriteAheadLog, read_segment
 
 if TYPE_CHECKING:

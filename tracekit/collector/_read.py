@@ -31,11 +31,11 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
 from .._errors import QueryError
-from .._json import loads_limited
-from ._app import CollectorState, HTTPProblem, check_token, state_of
+from .._util.jsonutil import loads_limited
 from ._auth import READ
 from ._frames import json_text
 from ._sqlpool import Answer, SqlService, problem_error
+from ._state import CollectorState, HTTPProblem, check_token, state_of
 
 log = logging.getLogger("tracekit.collector")
 

@@ -87,7 +87,7 @@ def _room_for_connections(max_connections: int) -> int:
 
 def fence_line() -> str:
     """The serve banner's line on what keeps SQL clients from writing."""
-    from .. import _landlock
+    from .._util import landlock as _landlock
     from ._app import NO_LANDLOCK
 
     abi = _landlock.abi()

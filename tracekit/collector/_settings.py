@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
+from ..store import default_home
 from ._auth import Tokens
 from ._conn import ConnLimits
 from ._pipeline import IngestLimits
@@ -51,7 +52,7 @@ class CollectorConfig:
         """Defaults, then TRACEKIT_* variables, then the keyword `overrides` (None values are skipped)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {
-            "home": Path(env.get("TRACEKIT_HOME") or ".tracekit"),
+            "home": default_home(env),
             "host": env.get("TRACEKIT_HOST") or DEFAULT_HOST,
             "port": _int(env, "TRACEKIT_PORT", DEFAULT_PORT),
             "project": env.get("TRACEKIT_PROJECT") or None,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import QueryError
-from .._query import COMPACTION_RETRIES, Database
+from ..store._database import COMPACTION_RETRIES, Database
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -124,7 +124,7 @@ class Engine:
         self._lock_down()
 
     def _lock_down(self) -> None:
-        from .._schema import all_tables
+        from ..store import all_tables
 
         con = self.db.con
         dirs = ", ".join("'" + str(self.db.store.table_dir(t)).replace("'", "''") + "/'" for t in sorted(all_tables()))

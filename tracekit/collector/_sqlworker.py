@@ -52,7 +52,7 @@ def data_cap(memory_limit: str) -> int:
 
 def restrict(memory_limit: str) -> int:
     """Everything the module docstring lists, in this process; returns the Landlock ABI applied (0: none)."""
-    from .. import _landlock
+    from .._util import landlock as _landlock
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._errors import CollectorError
-from .._fsio import fsync_path
+from .._util.fsio import fsync_path
 
 HEADER = b"TKWAL\x00\x01\n"
 _REC = struct.Struct("<II")

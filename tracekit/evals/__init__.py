@@ -30,7 +30,7 @@ from ._sample import SPLITS, Dataset, Sample
 from ._score import Score, Scorer
 from ._task import Task, load_task, task
 
-__all__ = sorted([
+__all__ = [
     "CommandFailed",
     "Comparison",
     "Dataset",
@@ -53,4 +53,4 @@ __all__ = sorted([
     "scorers",
     "stderr",
     "task",
-])
+]

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import EvalError
-from .._json import JSONLimitError, loads_limited
-from .._saferead import UnsafePath, read_below
+from .._util.jsonutil import JSONLimitError, loads_limited
+from .._util.saferead import UnsafePath, read_below
 from ._retry import CaseTimeout
 from ._sample import Sample
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace as otel_trace
 
 from .._errors import EvalError
-from ._score import Score
+from ._score import Score, output_text
 
 if TYPE_CHECKING:
     from ._sample import Sample
@@ -54,8 +54,6 @@ line: {choices}"""
 
 
 def _text(value: Any) -> str:
-    from .scorers import output_text
-
     return output_text(value)
 
 
@@ -108,7 +106,7 @@ def llm_judge(
                 kwargs["api_key"] = api_key
             state["client"] = anthropic.Anthropic(**kwargs)
         if not state.get("traced"):
-            from .._anthropic import instrument_anthropic, is_instrumented
+            from ..llm.anthropic._instrument import instrument_anthropic, is_instrumented
 
             if not is_instrumented(state["client"]):
                 instrument_anthropic(state["client"])  # the judge's calls are llm spans (llm_calls view)

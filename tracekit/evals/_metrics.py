@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .._json import loads_limited
+from .._util.jsonutil import loads_limited
 
 
 def mean(values: Sequence[float]) -> float:

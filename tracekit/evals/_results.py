@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import EvalError
-from .._query import sql_literal
-from .._store import Store
-from . import _tables  # noqa: F401  (registers eval_results / eval_runs)
+from ..store import sql_literal
+from ..store._store import Store
 
 RESULT_ENV = "TRACEKIT_RESULT"
 
@@ -67,7 +66,7 @@ def write_run_event(store: Store, row: Mapping[str, Any]) -> None:
 
 
 def _db(home: str | Path | None) -> Any:
-    from .._query import Database
+    from ..store import Database
 
     return Database(home)
 
@@ -179,7 +178,7 @@ def jsonify(value: Any) -> str | None:
     """JSON text for a result column (None stays null)."""
     if value is None:
         return None
-    from .._json import dumps_capped
+    from .._util.jsonutil import dumps_capped
 
     return dumps_capped(value, 65536, scrub=False)
 

@@ -31,8 +31,8 @@ from opentelemetry.trace import Link, Status, StatusCode
 from .._config import experiment, flush, get_settings, get_tracer
 from .._decorators import _kind_attrs, _set_io, span
 from .._errors import EvalError
-from .._json import loads_limited
-from .._store import Store
+from .._util.jsonutil import loads_limited
+from ..store._store import Store
 from . import _results as results
 from ._metrics import summarize
 from ._retry import CaseTimeout, backoff_delay, is_transient

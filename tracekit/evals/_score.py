@@ -11,6 +11,7 @@ and metrics) is its `name` attribute, else its function name.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -108,3 +109,17 @@ def check_scorers(scorers: Any) -> list[Any]:
             raise EvalError(f"two scorers are named {n!r}; give one a different name (name=...)")
         names.add(n)
     return items
+
+
+def output_text(output: Any) -> str:
+    """The text of an output: a str as is, an Anthropic Message's text blocks, else JSON."""
+    if output is None:
+        return ""
+    if isinstance(output, str):
+        return output
+    content = getattr(output, "content", None)
+    if isinstance(content, list) and content and all(hasattr(b, "type") for b in content):
+        return "".join(getattr(b, "text", "") for b in content if getattr(b, "type", "") == "text")
+    if isinstance(output, (int, float, bool)):
+        return str(output)
+    return json.dumps(output, ensure_ascii=False, default=str)

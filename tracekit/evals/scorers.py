@@ -26,26 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import EvalError
-from .._json import JSONLimitError, loads_limited, raw_decode_limited
+from .._util.jsonutil import JSONLimitError, loads_limited, raw_decode_limited
 from ._judge import llm_judge
 from ._sample import Sample
-from ._score import Score, as_score
+from ._score import Score, as_score, output_text
 
 __all__ = ["exact", "includes", "json_match", "llm_judge", "numeric", "output_text", "python", "regex"]
-
-
-def output_text(output: Any) -> str:
-    """The text of an output: a str as is, an Anthropic Message's text blocks, else JSON."""
-    if output is None:
-        return ""
-    if isinstance(output, str):
-        return output
-    content = getattr(output, "content", None)
-    if isinstance(content, list) and content and all(hasattr(b, "type") for b in content):
-        return "".join(getattr(b, "text", "") for b in content if getattr(b, "type", "") == "text")
-    if isinstance(output, (int, float, bool)):
-        return str(output)
-    return json.dumps(output, ensure_ascii=False, default=str)
 
 
 def _targets(sample: Sample, scorer: str) -> list[str]:

@@ -14,54 +14,27 @@ a row of the `experiments` table. Proposers: `anthropic` (Claude), `command` (an
 
 from __future__ import annotations
 
-from ._context import ContextBuilder, Section, elide, register_section
-from ._edits import ProposalError, apply_edits, parse_reply, unified_diff
-from ._ledger import EXPERIMENTS, STATUSES, Ledger
+from ._context import Section, register_section
+from ._ledger import STATUSES, Ledger
 from ._loop import Optimizer, Summary
-from ._proposer import (
-    PROPOSERS,
-    Cost,
-    Proposal,
-    ProposalContext,
-    Proposer,
-    ProposerExhausted,
-    default_proposer_name,
-    make_proposer,
-)
+from ._proposer import Cost, Proposal, ProposalContext, Proposer, ProposerExhausted
+from ._proposers import PROPOSERS
 from ._target import Noise, Target, load_target
-from ._tunables import Tunable, find_tunables, set_values
-from ._validate import Candidate, InvalidProposal, build_candidate, content_hash
 
-__all__ = sorted([
-    "EXPERIMENTS",
+__all__ = [
     "PROPOSERS",
     "STATUSES",
-    "Candidate",
-    "ContextBuilder",
     "Cost",
-    "InvalidProposal",
     "Ledger",
     "Noise",
     "Optimizer",
     "Proposal",
     "ProposalContext",
-    "ProposalError",
     "Proposer",
     "ProposerExhausted",
     "Section",
     "Summary",
     "Target",
-    "Tunable",
-    "apply_edits",
-    "build_candidate",
-    "content_hash",
-    "default_proposer_name",
-    "elide",
-    "find_tunables",
     "load_target",
-    "make_proposer",
-    "parse_reply",
     "register_section",
-    "set_values",
-    "unified_diff",
-])
+]

@@ -29,7 +29,7 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 def cost_of(model: str, usage: Any, overrides: dict[str, Any] | None = None) -> Cost:
     """Cost of one call from its usage: `overrides` (price_in, price_out, ...; USD per million tokens)
     or tracekit's model price table (`tracekit.set_model_prices`); USD is None for an unpriced model."""
-    from .._anthropic_prices import ModelPrice, price_for
+    from ..store._prices import ModelPrice, price_for
 
     tin = int(getattr(usage, "input_tokens", 0) or 0)
     tout = int(getattr(usage, "output_tokens", 0) or 0)
@@ -67,7 +67,7 @@ class AnthropicProposer:
         self.extra = extra or {}
         self.client = anthropic.Anthropic(api_key=key, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
                                           max_retries=max_retries, timeout=timeout_s)
-        from .._anthropic import instrument_anthropic
+        from ..llm.anthropic._instrument import instrument_anthropic
 
         instrument_anthropic(self.client)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
-from .._json import loads_limited
+from .._util.jsonutil import loads_limited
 from ._proposer import Cost, Proposal, ProposalContext
 from ._safefs import Dir, UnsafePath, copy_tree
 from ._validate import InvalidProposal

@@ -5,7 +5,8 @@ already in memory) and SQL over the store (`spans`, `metrics` and the other view
 its text is cut to its budget by head/tail elision ("... 812 lines elided ..."), and when all
 sections together exceed the total budget the least important ones shrink first. Sections marked
 `trace=True` (errors and stack traces, metric curves, output tails, slowest spans) are left out with
-`--feedback scores`, for ablations. Other components add sections with `register_section()`.
+`--feedback scores`, for ablations. Users add sections with `register_section()`; the eval
+harness's sections (failing cases, their trajectories) live in `_context_evals`.
 
     builder = ContextBuilder(home, target, run_id, feedback="traces")
     system = builder.system()
@@ -15,15 +16,15 @@ sections together exceed the total budget the least important ones shrink first.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._query import sql_literal
+from ._context_evals import render_cases, render_trajectories
+from ._section import Section, SectionInput
 
 if TYPE_CHECKING:
-    from .._query import Database
+    from ..store import Database
     from ._target import Target
 
 
@@ -58,39 +59,6 @@ def elide(text: str, budget: int, keep: str = "both") -> str:
     skipped = len(lines) - len(head) - len(tail)
     return "\n".join(head + [f"… {skipped} lines elided …"] + tail)
 
-
-
-@dataclass
-class SectionInput:
-    db: "Database"
-    target: "Target"
-    run_id: str
-    parent: dict[str, Any]
-    rows: list[dict[str, Any]]  # the run's `experiments` rows (the ledger's, in memory), oldest first
-    files: dict[str, str]
-    focus: list[dict[str, Any]]  # experiments whose traces to show: the parent and recent runs
-    repair: str | None = None
-    trace: bool = True  # False with --feedback scores: no failure reasons in the history either
-
-    def sql(self, sql: str) -> list[dict[str, Any]]:
-        with self.db.lock:  # the views were refreshed once for this render (see ContextBuilder.render)
-            rel = self.db.con.sql(sql)
-            return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-
-    def trace_filter(self) -> str:
-        ids = [r["trace_id"] for r in self.focus if r.get("trace_id")]
-        return "trace_id IN (" + ", ".join(sql_literal(i) for i in ids) + ")" if ids else "FALSE"
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    title: str
-    render: Callable[[SectionInput], str]
-    budget: int = 4000  # characters
-    priority: int = 5  # lower survives longer when the total budget is exceeded
-    trace: bool = False  # left out with --feedback scores
-    keep: str = "both"  # which end elision keeps: both | head | tail
 
 
 def _fmt(v: Any) -> str:
@@ -238,6 +206,10 @@ SECTIONS: list[Section] = [
     Section("file", "Current code (the incumbent)", _files, budget=60000, priority=1, keep="head"),
     Section("history", "History (oldest first; reverts and crashes included)", _history, budget=8000, priority=2, keep="tail"),
     Section("errors", "Errors of the incumbent and recent runs", _errors, budget=8000, priority=3, trace=True),
+    Section("eval_cases", "Failing eval cases (train split) of the incumbent and recent runs", render_cases,
+            budget=8000, priority=3, trace=True, keep="head"),
+    Section("eval_trajectories", "Trajectories of failing train cases of the incumbent (LLM and tool calls)",
+            render_trajectories, budget=12000, priority=4, trace=True, keep="head"),
     Section("curves", "Metric curves of the incumbent and recent runs (from the metrics view)", _curves, budget=4000,
             priority=4, trace=True),
     Section("diffs", "Diffs of the last experiments", _recent_diffs, budget=8000, priority=5, keep="tail"),
@@ -246,15 +218,7 @@ SECTIONS: list[Section] = [
 ]
 
 
-# Modules that register sections when imported (the eval harness's); loaded when a builder is made.
-SECTION_MODULES: list[str] = ["tracekit.evals._context"]
-
-
 def _sections() -> list[Section]:
-    import importlib
-
-    for mod in SECTION_MODULES:
-        importlib.import_module(mod)
     return list(SECTIONS)
 
 

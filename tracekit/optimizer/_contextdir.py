@@ -23,11 +23,11 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._query import sql_literal
+from ..store import sql_literal
 from ._safefs import Dir, UnsafePath, remove_tree
 
 if TYPE_CHECKING:
-    from .._query import Database
+    from ..store import Database
     from ._ledger import Ledger
 
 README = """# Context for proposing the next experiment (read-only)

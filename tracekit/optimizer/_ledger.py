@@ -19,73 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
-from .._schema import BOOL, FLOAT64, INT64, JSON, STRING, TIMESTAMP, Column, Table, list_of, register_table
-from .._termtext import clean
+from .._util.termtext import clean
+from ..store._tables import EXPERIMENTS
 from ._safefs import own_dir, write_file
 
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "invalid")
 
-EXPERIMENTS = register_table(Table(
-    name="experiments",
-    doc="One row per optimizer experiment (baseline, keep, discard, crash, timeout, invalid), written when it is decided.",
-    key=("run_id", "seq"),
-    columns=(
-        Column("experiment_id", STRING, "Unique id, '<run_id>-<seq>'; spans of the experiment carry it too.", required=True),
-        Column("run_id", STRING, "The optimization run (its tag; branch tracekit/<run_id>).", required=True),
-        Column("seq", INT64, "Order of the experiment in its run, from 0.", required=True),
-        Column("status", STRING, "baseline | keep | discard | crash | timeout | invalid.", required=True),
-        Column("project", STRING, "The target's name."),
-        Column("target", STRING, "Absolute path of the target folder."),
-        Column("branch", STRING, "The run's git branch (keeps are commits on it)."),
-        Column("parent_id", STRING, "The experiment whose code this one started from (the incumbent)."),
-        Column("parent_commit", STRING, "Commit of the parent's code."),
-        Column("candidate_commit", STRING, "Commit of this experiment's code (on the branch for a keep; under refs/tracekit/ otherwise)."),
-        Column("metric_name", STRING, "The metric (e.g. val_bpb)."),
-        Column("direction", STRING, "min | max."),
-        Column("metric", FLOAT64, "The measured metric (mean over metric_runs); null when the run failed."),
-        Column("metric_runs", list_of(FLOAT64), "Every measurement of this candidate (more than one with a confirming rerun)."),
-        Column("parent_metric", FLOAT64, "The incumbent's metric this one was compared against."),
-        Column("delta", FLOAT64, "metric - parent_metric (raw; its sign depends on direction)."),
-        Column("improvement", FLOAT64, "How much better than the incumbent, positive = better, in metric units."),
-        Column("threshold", FLOAT64, "The improvement a keep needed: max(min_delta, noise_mult x noise / sqrt(len(metric_runs)))."),
-        Column("noise", FLOAT64, "Run-to-run standard deviation measured on the baseline runs."),
-        Column("description", STRING, "The proposer's rationale (short)."),
-        Column("diff", STRING, "Full unified diff from the parent's code (kept and discarded alike)."),
-        Column("files_changed", list_of(STRING), "Editable files the diff changes."),
-        Column("diff_lines", INT64, "Lines added plus removed."),
-        Column("content_hash", STRING, "SHA-256 of the candidate's editable files (duplicate detection)."),
-        Column("proposer", STRING, "anthropic | command | search | baseline | ..."),
-        Column("model", STRING, "The LLM the proposer used, if any."),
-        Column("feedback", STRING, "traces | scores: what the proposer's context held."),
-        Column("tokens_in", INT64, "Proposer input tokens (uncached)."),
-        Column("tokens_out", INT64, "Proposer output tokens."),
-        Column("cache_read_tokens", INT64, "Proposer input tokens read from the prompt cache."),
-        Column("cache_write_tokens", INT64, "Proposer input tokens written to the prompt cache."),
-        Column("cost_usd", FLOAT64, "Proposer cost in USD (null when unknown)."),
-        Column("context_s", FLOAT64, "Seconds spent building the proposer's context (SQL sections, context folder)."),
-        Column("propose_s", FLOAT64, "Seconds the proposer itself took."),
-        Column("validate_s", FLOAT64, "Seconds spent validating and building the candidate."),
-        Column("run_s", FLOAT64, "Wall seconds of the sandboxed run(s)."),
-        Column("total_s", FLOAT64, "Wall seconds from proposal to decision."),
-        Column("overhead_s", FLOAT64, "tracekit's own time around the run: total_s - propose_s - run_s (context_s included)."),
-        Column("run_status", STRING, "The sandbox's status: ok | crash | timeout | oom | output_limit | no_metric | killed."),
-        Column("exit_code", INT64, "Exit code of the run command."),
-        Column("error", STRING, "Why it failed: the sandbox error, or the validation error of an invalid proposal."),
-        Column("stdout_tail", STRING, "Last part of the run's stdout."),
-        Column("stderr_tail", STRING, "Last part of the run's stderr (stack traces land here)."),
-        Column("summary", JSON, "Every metric the run reported (key: value lines / TRACEKIT_RESULT JSON)."),
-        Column("trace_id", STRING, "The experiment's trace (propose, validate, run, decide spans; the run's own spans under run)."),
-        Column("run_span_id", STRING, "The sandbox run span inside that trace."),
-        Column("attempt", INT64, "1, or more when the loop was killed during the run and ran it again."),
-        Column("repair_of", STRING, "For a repair attempt: the invalid experiment it repairs."),
-        Column("started_at", TIMESTAMP, "When the proposal started (UTC)."),
-        Column("finished_at", TIMESTAMP, "When the experiment was decided (UTC)."),
-        Column("prompt", STRING, "The rendered context the proposer received."),
-        Column("raw_output", STRING, "What the proposer answered (LLM text, CLI output)."),
-        Column("host", JSON, "Machine facts for the run: cpu count, load average, python."),
-        Column("confirmed", BOOL, "Set when the candidate was rerun (a near-miss, or confirm = true): whether the mean still cleared the threshold."),
-    ),
-))
 
 LIGHT_COLUMNS = [c.name for c in EXPERIMENTS.columns if c.name not in ("prompt", "raw_output")]
 
@@ -107,7 +46,7 @@ class Ledger:
     """The rows and intents of one run; loads once, then appends (one writer: the loop)."""
 
     def __init__(self, home: Path, run_id: str) -> None:
-        from .._store import Store
+        from ..store._store import Store
 
         self.home = Path(home)
         self.run_id = run_id

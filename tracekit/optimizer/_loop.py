@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
+from ..store import default_home
 from ._execute import Executor, Flight, make_executor
 from ._ledger import Ledger
-from ._proposer import Proposer, ProposerExhausted, make_proposer
+from ._proposer import Proposer, ProposerExhausted
+from ._proposers import make_proposer
 from ._records import Recorder
 from ._session import Session
 from ._target import Target
@@ -62,7 +64,7 @@ class Optimizer:
         if workers < 1:
             raise OptimizerError(f"workers must be at least 1, got {workers}")
         self.target = target
-        self.home = Path(home) if home is not None else target.root / ".tracekit"
+        self.home = Path(home) if home is not None else default_home(target=target.root)
         self.run_id = run_id
         self.iterations = iterations
         self.max_time_s = max_time_s

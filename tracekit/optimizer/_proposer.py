@@ -1,4 +1,4 @@
-"""The proposer seam: `propose(context) -> Proposal`, and a plain dict registry of built-in proposers.
+"""The proposer seam: `propose(context) -> Proposal` (the registry of built-in ones is `_proposers`).
 
 A proposer sees one `ProposalContext` (the parent's files, the ledger so far, the rendered prompt,
 a read-only folder with everything in full) and returns the edit with a short rationale and its
@@ -15,8 +15,6 @@ cost. It never runs the candidate or computes the metric: the loop owns that.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -97,47 +95,3 @@ class Proposer(Protocol):
     name: str
 
     def propose(self, ctx: ProposalContext) -> Proposal: ...
-
-
-ProposerFactory = Callable[["Target", dict[str, Any]], Proposer]
-
-
-def _anthropic(target: "Target", options: dict[str, Any]) -> Proposer:
-    from ._anthropic import AnthropicProposer
-
-    return AnthropicProposer.from_options(options)
-
-
-def _command(target: "Target", options: dict[str, Any]) -> Proposer:
-    from ._command import CommandProposer
-
-    return CommandProposer.from_options(options)
-
-
-def _search(target: "Target", options: dict[str, Any]) -> Proposer:
-    from ._search import SearchProposer
-
-    return SearchProposer.from_options(options)
-
-
-# name -> factory(target, options). Add your own; the CLI's --proposer picks from these keys.
-PROPOSERS: dict[str, ProposerFactory] = {
-    "anthropic": _anthropic,
-    "command": _command,
-    "search": _search,
-}
-
-
-def default_proposer_name() -> str:
-    """Claude when an API key is present, otherwise the search proposer (no network needed)."""
-    return "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "search"
-
-
-def make_proposer(name: str | None, target: "Target", options: dict[str, Any] | None = None) -> Proposer:
-    chosen = name or target.proposer.get("name") or default_proposer_name()
-    factory = PROPOSERS.get(chosen)
-    if factory is None:
-        raise OptimizerError(f"unknown proposer {chosen!r}; choose one of {', '.join(sorted(PROPOSERS))}")
-    merged = {k: v for k, v in dict(target.proposer).items() if k != "name"}
-    merged.update({k: v for k, v in (options or {}).items() if v is not None})
-    return factory(target, merged)

@@ -22,11 +22,11 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from .._errors import OptimizerError
-from . import _runs
 from ._context import ContextBuilder, elide
-from ._execute import Executor, Flight, Parent
+from ._execute import Flight, Parent
 from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
+from ._runs import RunStage
 from ._safefs import own_dir, remove_tree
 from ._session import Session, host_facts
 from ._target import Target
@@ -39,9 +39,9 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).replace(tzinfo=None)
 
 
-class Recorder:
+class Recorder(RunStage):
     def __init__(self, session: Session, target: Target, feedback: str, on_event: Any) -> None:
-        from .._query import Database
+        from ..store import Database
 
         assert session.ledger is not None and session.repo is not None
         self.session = session
@@ -104,7 +104,7 @@ class Recorder:
     def _span(self, name: str, kind: str, parent: otel_trace.Span | None, experiment_id: str, **attrs: Any) -> otel_trace.Span:
         from .._config import get_tracer
         from .._decorators import _kind_attrs
-        from .._spanrows import EXPERIMENT_ATTR
+        from ..store._rows import EXPERIMENT_ATTR
 
         a = {**_kind_attrs(kind), EXPERIMENT_ATTR: experiment_id, "tracekit.run_id": self.session.run_id}
         a.update({k: v for k, v in attrs.items() if v is not None})
@@ -259,18 +259,7 @@ class Recorder:
         if c is not None and c.content_hash:
             self.in_flight_hashes[c.content_hash] = f.experiment_id
 
-    # -- runs and decisions (see _runs) ------------------------------------------------------------------
-
-    def launch(self, executor: Executor, f: Flight, backend: str) -> Flight:
-        return _runs.launch(self, executor, f, backend)
-
-    def finish(self, executor: Executor, f: Flight, backend: str) -> Flight | None:
-        return _runs.finish(self, executor, f, backend)
-
-    def reconcile(self, executor: Executor, backend: str) -> None:
-        _runs.reconcile(self, executor, backend)
-
-    # -- records --------------------------------------------------------------------------------------
+    # -- records (runs and decisions: the RunStage base class, in _runs) -------------------------------
 
     def _row(self, f: Flight, status: str, **extra: Any) -> dict[str, Any]:
         p = f.proposal or Proposal()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import OptimizerError
-from .._termtext import clean
+from .._util.termtext import clean
 from ._ledger import keeps_in_order
 from ._safefs import write_file
 

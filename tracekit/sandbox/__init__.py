@@ -23,8 +23,7 @@ from ._ray import RayExecutor
 from ._runner import run
 from ._spec import BACKENDS, DEFAULT_ENV_ALLOWLIST, STATUSES, CapturedOutput, RunResult, RunSpec
 
-
-__all__ = sorted([
+__all__ = [
     "BACKENDS",
     "CapturedOutput",
     "CheckReport",
@@ -38,4 +37,4 @@ __all__ = sorted([
     "STATUSES",
     "check",
     "run",
-])
+]

@@ -10,13 +10,12 @@ counts, plus `name: value` lines for the configured metric (autoresearch prints 
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._json import JSONLimitError, loads_limited
-from .._saferead import SafeDir, UnsafePath
+from .._util.jsonutil import JSONLimitError, loads_limited
+from .._util.saferead import SafeDir, UnsafePath
 
 _METRIC_LINE = re.compile(r"^METRIC\s+([A-Za-z_][\w.\-/]*)\s*=\s*(\S+)\s*$")
 _NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))"
@@ -32,7 +31,7 @@ class MetricReport:
 
 
 def read_result_file(folder: Path, name: str, max_bytes: int) -> MetricReport | None:
-    """The parsed result file, or None when there is none. Never follows a symlink (see `tracekit._saferead`)."""
+    """The parsed result file, or None when there is none. Never follows a symlink (see `tracekit._util.saferead`)."""
     try:
         d = SafeDir.open(folder, label="result folder")
     except (OSError, UnsafePath) as exc:

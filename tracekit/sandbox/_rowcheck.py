@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .._store import Store
+    from ..store._store import Store
 
 MAX_FIELD_BYTES = 1 << 20
 MAX_LIST_ITEMS = 10_000

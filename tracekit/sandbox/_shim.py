@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 
+
 class CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 

@@ -19,7 +19,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from .._config import get_settings, get_tracer
 from .._decorators import METRIC_EVENT, SpanHandle
-from .._spanrows import KIND_ATTR
+from ..store._rows import KIND_ATTR
 
 if TYPE_CHECKING:
     from ._spec import RunResult
@@ -45,8 +45,8 @@ def _private_tracer(key: str, home: Path, settings: Any) -> otel_trace.Tracer:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
         from .._exporter import ParquetSpanExporter
-        from .._spanrows import PROJECT_ATTR
-        from .._store import Store
+        from ..store._rows import PROJECT_ATTR
+        from ..store._store import Store
 
         provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name, PROJECT_ATTR: settings.project}))
         provider.add_span_processor(SimpleSpanProcessor(ParquetSpanExporter(Store(home), default_project=settings.project)))

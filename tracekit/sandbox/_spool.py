@@ -6,10 +6,10 @@ live folder it wrote). So:
 - only the tables in `ALLOWED_TABLES` are read (`spans`, `eval_results`, `eval_runs`): never
   `experiments` (the optimizer's ledger), never a table registered later unless it is added here;
 - every folder and file is opened relative to a descriptor without following symlinks, FIFOs and
-  devices are never opened, sizes are checked before reading (`tracekit._saferead`);
+  devices are never opened, sizes are checked before reading (`tracekit._util.saferead`);
 - rows and decoded bytes are capped before anything is decoded in full: `MAX_ROWS` rows over all
   tables and `max_bytes` (the spec's `trace_bytes`) decoded bytes, Parquet through
-  `tracekit._capped_parquet`, OTLP bodies by their decompressed size, span count and converted
+  `tracekit.store._capped_parquet`, OTLP bodies by their decompressed size, span count and converted
   size (OTLP/JSON bodies at most `MAX_JSON_BODY`: parsed JSON costs ~20x its text);
 - rows are validated and re-tagged by `_rowcheck` before they are written.
 
@@ -23,9 +23,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._capped_parquet import Budget, read_capped
 from .._errors import CollectorError, StoreError
-from .._saferead import SafeDir, UnsafePath, kind_of
+from .._util.saferead import SafeDir, UnsafePath, kind_of
+from ..store._capped_parquet import Budget, read_capped
 from . import _rowcheck
 
 if TYPE_CHECKING:
@@ -50,8 +50,8 @@ def ingest(io_dir: Path, home: Path, experiment_id: str, max_bytes: int, *, run_
     import pyarrow as pa
 
     from .._config import get_settings
-    from .._schema import get_table
-    from .._store import Store
+    from ..store._store import Store
+    from ..store._tables import get_table
 
     remembered = _run_span.__dict__.pop("ids", (None, None))  # used once: never a later run's by mistake
     if run_trace_id is None and run_span_id is None:
@@ -123,7 +123,7 @@ def _files(folder: SafeDir, problems: list[str]) -> list[str]:
 def _read_spool(io: SafeDir, budget: Budget, parts: dict[str, list["pa.Table"]], problems: list[str],
                 tables: tuple[str, ...], *, note_others: bool = False) -> None:
     """Parquet files of `tables` (all in ALLOWED_TABLES) from the spool; with `note_others`, say what is left behind."""
-    from .._schema import get_table
+    from ..store._tables import get_table
 
     spool = _folder(io, "spool", problems if note_others else [])
     if spool is None:
@@ -156,7 +156,7 @@ def _read_spool(io: SafeDir, budget: Budget, parts: dict[str, list["pa.Table"]],
 
 def _read_otlp(io: SafeDir, budget: Budget, parts: list["pa.Table"], project: str, problems: list[str]) -> None:
     """OTLP bodies the run's receiver stored (`<n>.pb`, `<n>.json`, `.gz` when compressed), decoded by the collector's code."""
-    from ..collector import _otlp
+    from ..store import _otlp
 
     folder = _folder(io, "otlp", problems)
     if folder is None:
@@ -181,8 +181,8 @@ def _read_otlp(io: SafeDir, budget: Budget, parts: list["pa.Table"], project: st
 
 def _convert(request: Any, label: str, budget: Budget, parts: list["pa.Table"], project: str, problems: list[str]) -> None:
     """Spans of `request`, OTLP_CHUNK at a time, within the row and byte budget."""
-    from ..collector import _otlp
-    from .._spanrows import spans_table
+    from ..store import _otlp
+    from ..store._rows import spans_table
 
     total = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
     if total > budget.rows:

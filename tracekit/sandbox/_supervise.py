@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SandboxError
-from .._json import loads_limited
+from .._util.jsonutil import loads_limited
 from . import _proc, _seccomp, _workspace
 from ._backends import SANDBOX_ROOT, STAGE_DIR, Backend, Inside, Launch, prepare_stage
 from ._capture import OutputPump

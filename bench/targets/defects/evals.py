@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 
+import records
+
 import tracekit
 from tracekit.evals import Sample, Score, Task, scorers
-
-import records
 
 
 def _case(cid: str, split: str, op: str, arg: object, want: object) -> Sample:

@@ -1,18 +1,23 @@
-"""ATIF steps → spans in the store (see `tracekit._atif` for the mapping)."""
+"""ATIF steps → spans in the store (see `tracekit.trajectories._atif` for the mapping)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
-from ._config import get_settings
-from ._errors import TrajectoryError
-from ._json import dumps_capped
-from ._spanrows import KIND_ATTR, RawSpan, span_row, spans_table
+from .._config import get_settings
+from .._errors import TrajectoryError
+from .._util.jsonutil import dumps_capped, loads_limited
+from ..store._rows import KIND_ATTR, RawSpan, span_row, spans_table
 
 MS = 1_000_000
+
+_SOURCES = ("system", "user", "agent")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _span_id(trace_id: str, n: int) -> str:
@@ -26,7 +31,6 @@ def _json(value: Any) -> str:
 
 def _times(steps: list[dict[str, Any]], now_ns: int) -> list[int]:
     """A start time (ns) per step: its timestamp, else 1 ms after the previous one."""
-    from ._atif import _parse_time
 
     out: list[int] = []
     for step in steps:
@@ -54,7 +58,6 @@ def _tool_defs(agent: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def build_spans(doc: dict[str, Any], trace_id: str, now_ns: int, project: str | None) -> list[RawSpan]:
-    from ._atif import message_text
 
     agent = doc["agent"]
     steps: list[dict[str, Any]] = doc["steps"]
@@ -175,15 +178,15 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # v1.6 content parts
-        from ._atif import message_text
-
+    
         return message_text(value)
     return json.dumps(value, ensure_ascii=False)
 
 
 def store_trajectory(doc: dict[str, Any], *, trace_id: str, home: str | Path | None, project: str | None, now_ns: int) -> str:
-    from ._query import database, sql_literal
-    from ._store import Store
+    from .._query import database
+    from ..store import sql_literal
+    from ..store._store import Store
 
     home = home if home is not None else get_settings().home
     db = database(home)
@@ -194,3 +197,77 @@ def store_trajectory(doc: dict[str, Any], *, trace_id: str, home: str | Path | N
     rows = [span_row(s, default_project=proj) for s in build_spans(doc, trace_id, now_ns, project)]
     Store(home).write("spans", spans_table(rows), durable=True)
     return trace_id
+
+
+def validate(doc: Any, where: str = "document") -> None:
+    """Raise TrajectoryError naming the first problem that makes `doc` unusable as ATIF."""
+    def bad(msg: str) -> TrajectoryError:
+        return TrajectoryError(f"{where}: {msg} (see the ATIF spec: harborframework.com/docs/trajectory-format)")
+
+    if not isinstance(doc, dict):
+        raise bad(f"an ATIF trajectory is a JSON object, got {type(doc).__name__}")
+    version = doc.get("schema_version")
+    if not isinstance(version, str) or not version.startswith("ATIF-v1."):
+        raise bad(f"schema_version must be 'ATIF-v1.x' (tracekit reads v1.0-v1.7), got {version!r}")
+    agent = doc.get("agent")
+    if not isinstance(agent, dict) or not isinstance(agent.get("name"), str):
+        raise bad("agent must be an object with a string name")
+    steps = doc.get("steps")
+    if not isinstance(steps, list):
+        raise bad("steps must be an array of step objects")
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise bad(f"steps[{i}] must be an object")
+        if step.get("source") not in _SOURCES:
+            raise bad(f"steps[{i}].source must be one of {', '.join(_SOURCES)}, got {step.get('source')!r}")
+        msg = step.get("message", "")
+        if not isinstance(msg, (str, list)):
+            raise bad(f"steps[{i}].message must be a string (or content parts), got {type(msg).__name__}")
+        calls = step.get("tool_calls") or []
+        if not isinstance(calls, list) or any(not isinstance(c, dict) or not isinstance(c.get("function_name"), str) for c in calls):
+            raise bad(f"steps[{i}].tool_calls must be objects with a function_name")
+        if step.get("timestamp") is not None and _parse_time(step["timestamp"]) is None:
+            raise bad(f"steps[{i}].timestamp {step['timestamp']!r} is not an ISO 8601 time")
+
+
+def _parse_time(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return (parsed - _EPOCH) // dt.timedelta(microseconds=1) * 1000  # exact, no float rounding
+
+
+def message_text(message: Any) -> str:
+    """An ATIF message (a string, or v1.6 content parts) as text; images become placeholders."""
+    if isinstance(message, str):
+        return message
+    out = []
+    for part in message or []:
+        if isinstance(part, dict) and part.get("type") == "text":
+            out.append(str(part.get("text") or ""))
+        elif isinstance(part, dict) and part.get("type") == "image":
+            out.append(f"[image {((part.get('source') or {}).get('path')) or ''}]".replace(" ]", "]"))
+    return "\n".join(out)
+
+
+def import_atif(source: str | Path | dict[str, Any], *, home: str | Path | None = None, project: str | None = None) -> str:
+    """Store one ATIF trajectory (a path or a parsed document) as a trace; returns its trace id."""
+    if isinstance(source, dict):
+        doc, where = source, "document"
+    else:
+        path = Path(source)
+        try:
+            doc = loads_limited(path.read_text())
+        except OSError as exc:
+            raise TrajectoryError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise TrajectoryError(f"{path}: not JSON ({exc})") from None
+        where = str(path)
+    validate(doc, where)
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return store_trajectory(doc, trace_id=digest[:32], home=home, project=project, now_ns=time.time_ns())

@@ -31,8 +31,7 @@ the trace), plus a row per tool call the model requested that no span recorded (
 
 from __future__ import annotations
 
-from ._anthropic_prices import prices_sql
-from ._query import register_view
+from ._prices import prices_sql
 
 
 def _s(key: str, obj: str = "a") -> str:
@@ -372,17 +371,9 @@ TOOL_DOC = ("One row per tool call: tool spans (decorators, GenAI execute_tool, 
             "requested without a span (source 'conversation'): name, arguments, result, error, duration.")
 
 
-def register() -> None:
-    """(Re)register both views; databases already open get the new llm_calls SQL too (prices changed)."""
-    sql = llm_calls_sql()
-    register_view("llm_calls", sql, LLM_DOC)
-    register_view("tool_calls", TOOL_CALLS_SQL, TOOL_DOC)
-    from . import _query
-
-    for db in list(getattr(_query, "_dbs", {}).values()):
-        with db.lock:
-            if db._signature is not None:
-                db.con.execute(f"CREATE OR REPLACE VIEW llm_calls AS {sql}")
+DOCS: dict[str, str] = {"llm_calls": LLM_DOC, "tool_calls": TOOL_DOC}
 
 
-register()
+def views() -> dict[str, str]:
+    """Both views' SQL; llm_calls prices with the price table as it is now."""
+    return {"llm_calls": llm_calls_sql(), "tool_calls": TOOL_CALLS_SQL}

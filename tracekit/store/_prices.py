@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError
+from .._errors import ConfigError
+from ._sqltext import sql_literal
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,6 @@ def model_cost(model: str | None, input_tokens: int = 0, output_tokens: int = 0,
 
 def prices_sql() -> str:
     """The table as a SQL VALUES list: (prefix, input, output, cache_write, cache_read)."""
-    from ._query import sql_literal
-
     rows = []
     for key, p in sorted(_load().items()):
         rows.append(f"({sql_literal(key)}, " + ", ".join(repr(r) for r in p.rates()) + ")")
@@ -173,10 +172,14 @@ def prices_sql() -> str:
     return "(VALUES " + ", ".join(rows) + ") AS prices(prefix, p_input, p_output, p_cache_write, p_cache_read)"
 
 
-def _refresh_views() -> None:
-    """Re-register the llm_calls view SQL so databases opened from now on price with the new table."""
-    import sys
+_listeners: list[Callable[[], None]] = []
 
-    mod = sys.modules.get("tracekit._llmviews")
-    if mod is not None:
-        mod.register()
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call `listener` whenever the price table changes (the query engine re-prices open views)."""
+    _listeners.append(listener)
+
+
+def _refresh_views() -> None:
+    for listener in list(_listeners):
+        listener()

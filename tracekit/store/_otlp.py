@@ -2,7 +2,7 @@
 
     body = decompress(raw, "gzip", limit=64 << 20)            # BodyTooLarge past the limit
     batch = decode(body, "application/json", default_project="p")  # MalformedRequest on bad input
-    batch.table        # Arrow `spans` rows, built by tracekit._spanrows (the one converter)
+    batch.table        # Arrow `spans` rows, built by tracekit.store._rows (the one converter)
     batch.rejected     # spans refused one by one (bad ids, times): reported as partial_success
     encode_response(batch.rejected, batch.message, "application/json")
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectorError
-from .._json import loads_limited
-from .._spanrows import RawSpan, span_row, spans_table
+from .._util.jsonutil import loads_limited
+from ._rows import RawSpan, span_row, spans_table
 
 if TYPE_CHECKING:
     import pyarrow as pa

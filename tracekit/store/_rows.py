@@ -200,7 +200,7 @@ def spans_table(rows: Sequence[Mapping[str, Any]]) -> "pa.Table":
     """Rows from `span_row` as an Arrow table in the `spans` schema (column-wise: fast)."""
     import pyarrow as pa
 
-    from ._schema import SPANS
+    from ._tables import SPANS
 
     schema = SPANS.arrow_schema()
     cols: dict[str, Any] = {}

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .._json import loads_limited
-from .._query import sql_literal
+from .._util.jsonutil import loads_limited
+from ..store import sql_literal
 
 if TYPE_CHECKING:
-    from ..optimizer._context import SectionInput
+    from ._section import SectionInput
 
 MAX_CASES = 10
 MAX_TRAJECTORIES = 3
@@ -220,15 +220,3 @@ def render_trajectories(inp: "SectionInput") -> str:
         head = f"### case `{r['case_id']}` (trace {r['trace_id']}): {_short(_why(r), 200)}"
         parts.append(head + "\n" + ("\n".join(steps) if steps else "(no LLM or tool calls recorded)"))
     return "\n\n".join(parts)
-
-
-def register() -> None:
-    from ..optimizer._context import Section, register_section
-
-    register_section(Section("eval_cases", "Failing eval cases (train split) of the incumbent and recent runs",
-                             render_cases, budget=8000, priority=3, trace=True, keep="head"), before="curves")
-    register_section(Section("eval_trajectories", "Trajectories of failing train cases of the incumbent (LLM and tool calls)",
-                             render_trajectories, budget=12000, priority=4, trace=True, keep="head"), before="curves")
-
-
-register()

@@ -3,7 +3,7 @@
 `Call.start(resource, kwargs, stream=...)` opens the span from the call's arguments;
 `with call.running():` makes it current while the SDK sends the request (the SDK's own spans nest
 under it) and records an exception; `call.finish(message)` / `call.fail(exc)` fill in the response
-and end the span exactly once. See `tracekit._anthropic` for what is wrapped and how.
+and end the span exactly once. See `tracekit.llm.anthropic._instrument` for what is wrapped and how.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _anthropic_content as content
-from ._anthropic_prices import model_cost
-from ._config import get_settings
-from ._json import dumps_capped
-from ._spanrows import KIND_ATTR
+from ..._config import get_settings
+from ..._util.jsonutil import dumps_capped
+from ...store._prices import model_cost
+from ...store._rows import KIND_ATTR
+from . import _content as content
 
 SCOPE = "tracekit.anthropic"
 log = logging.getLogger("tracekit")

@@ -9,7 +9,6 @@ completes, fails, is closed early, or is garbage-collected unfinished ("abandone
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import weakref
@@ -18,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from ._anthropic_content import _get
-from ._json import loads_limited, to_jsonable
+from ..._util.jsonutil import loads_limited, to_jsonable
+from ._content import _get
 
 if TYPE_CHECKING:
-    from ._anthropic_call import Call
+    from ._call import Call
 
 log = logging.getLogger("tracekit")
 

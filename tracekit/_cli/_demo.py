@@ -10,7 +10,7 @@ import ast
 import operator
 from typing import Any
 
-from ._decorators import log_metric, span, trace
+from .._decorators import log_metric, span, trace
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.Pow: operator.pow, ast.USub: operator.neg}

@@ -2,7 +2,7 @@
 
 Every table tracekit writes is declared here as a `Table` of typed `Column`s. From that one
 declaration come the Arrow schema used to write Parquet, the DuckDB DDL and the JSON Schema in
-`schemas/` (regenerate with `python -m tracekit._schema schemas/`; a test fails on drift).
+`schemas/` (regenerate with `python -m tracekit.store schemas docs/tables.md`; a test fails on drift).
 
 Bump `SCHEMA_VERSION` when a column changes meaning or type; adding a nullable column does not
 need a bump (readers union files by column name). Every Parquet file records the version and
@@ -11,10 +11,7 @@ table in its key-value metadata.
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -158,99 +155,3 @@ class Table:
             "additionalProperties": False,
             "x-tracekit-schema-version": SCHEMA_VERSION,
         }
-
-
-EVENT = struct(time=TIMESTAMP, name=STRING, attributes=JSON)
-LINK = struct(trace_id=STRING, span_id=STRING, attributes=JSON)
-
-SPANS = Table(
-    name="spans",
-    doc="One row per finished span (OpenTelemetry), from tracekit's decorators, any OTel instrumentation, OTLP or sandboxed runs.",
-    key=("trace_id", "span_id"),
-    columns=(
-        Column("trace_id", STRING, "32 lowercase hex digits (W3C trace id).", required=True),
-        Column("span_id", STRING, "16 lowercase hex digits.", required=True),
-        Column("parent_span_id", STRING, "The parent's span id; null for a root span."),
-        Column("name", STRING, "Span name.", required=True),
-        Column("kind", STRING, "agent | llm | tool | chain | eval | run | retriever | embedding | span (OpenInference-compatible, lowercase).", required=True),
-        Column("span_kind", STRING, "OpenTelemetry SpanKind: internal | server | client | producer | consumer."),
-        Column("start_time", TIMESTAMP, "Start, UTC.", required=True),
-        Column("end_time", TIMESTAMP, "End, UTC.", required=True),
-        Column("duration_ms", FLOAT64, "end_time - start_time in milliseconds.", required=True),
-        Column("status", STRING, "ok | error | unset.", required=True),
-        Column("status_message", STRING, "The status description (an error's message)."),
-        Column("service_name", STRING, "Resource attribute service.name."),
-        Column("project", STRING, "tracekit project (resource or span attribute tracekit.project)."),
-        Column("experiment_id", STRING, "Optimizer experiment the span belongs to (tracekit.experiment_id)."),
-        Column("input", JSON, "Captured input as JSON text (tracekit decorators, OpenInference input.value)."),
-        Column("output", JSON, "Captured output as JSON text."),
-        Column("attributes", JSON, "All other span attributes as a JSON object."),
-        Column("events", list_of(EVENT), "Span events (exceptions, metrics, GenAI events), attributes as JSON."),
-        Column("links", list_of(LINK), "Span links."),
-        Column("resource", JSON, "Resource attributes as a JSON object."),
-        Column("scope", STRING, "Instrumentation scope name."),
-    ),
-)
-
-# The registry of stored tables: other components add theirs (experiments, eval_results).
-TABLES: dict[str, Table] = {SPANS.name: SPANS}
-
-
-def register_table(table: Table) -> Table:
-    TABLES[table.name] = table
-    return table
-
-
-def get_table(name: str) -> Table:
-    _load_component_tables()
-    try:
-        return TABLES[name]
-    except KeyError:
-        raise KeyError(f"unknown table {name!r}; tables: {', '.join(sorted(TABLES))}") from None
-
-
-# Modules that declare tables of their own; imported lazily so `import tracekit` stays light.
-COMPONENT_TABLE_MODULES: list[str] = ["tracekit.evals._tables", "tracekit.optimizer._ledger"]
-
-
-def _load_component_tables() -> None:
-    import importlib
-
-    for mod in COMPONENT_TABLE_MODULES:
-        importlib.import_module(mod)
-
-
-def all_tables() -> dict[str, Table]:
-    _load_component_tables()
-    return dict(TABLES)
-
-
-def render(out_dir: Path) -> dict[Path, str]:
-    """The files of `schemas/`: per table a JSON Schema and DuckDB DDL, plus an index."""
-    files: dict[Path, str] = {}
-    tables = all_tables()
-    for name, table in sorted(tables.items()):
-        files[out_dir / f"{name}.schema.json"] = json.dumps(table.json_schema(), indent=2) + "\n"
-        files[out_dir / f"{name}.sql"] = table.ddl()
-    index = {
-        "schema_version": SCHEMA_VERSION,
-        "generated_by": "python -m tracekit._schema schemas/",
-        "tables": {n: {"doc": t.doc, "key": list(t.key), "columns": t.column_names()} for n, t in sorted(tables.items())},
-    }
-    files[out_dir / "index.json"] = json.dumps(index, indent=2) + "\n"
-    return files
-
-
-def main(argv: list[str]) -> int:
-    out = Path(argv[0] if argv else "schemas")
-    out.mkdir(parents=True, exist_ok=True)
-    for path, text in render(out).items():
-        path.write_text(text)
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":  # run as a script: use the imported module, where component tables register
-    from tracekit._schema import main as _main
-
-    sys.exit(_main(sys.argv[1:]))

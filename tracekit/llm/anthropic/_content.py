@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._json import to_jsonable
+from ..._util.jsonutil import to_jsonable
 
 Part = dict[str, Any]
 

@@ -27,35 +27,35 @@ import fcntl
 import json
 import logging
 import os
-import re
 import secrets
-import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StoreError
-from ._fsio import atomic_write_text, fsync_path
-from ._json import loads_limited
-from ._schema import SCHEMA_KEY, SCHEMA_VERSION, TABLE_KEY, Table, get_table
+from .._errors import StoreError
+from .._util.fsio import atomic_write_text, fsync_path
+from ._conform import conform, read_file
+from ._journal import FILE_NAME, JOURNAL, read_journal
+from ._schema import Table
+from ._tables import get_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-JOURNAL = "_compaction.json"
 LOCK = ".compact.lock"
 DEFAULT_HOME = ".tracekit"
-# The store's file names: plain names in their table's folder (flushes, `w-` folds, `c-` merges).
-FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_=+-]*(\.[A-Za-z0-9_=+-]+)*\.parquet")
-MAX_JOURNAL_BYTES = 4 << 20
 
 log = logging.getLogger("tracekit.store")
 
 
-def default_home() -> Path:
-    return Path(os.environ.get("TRACEKIT_HOME") or DEFAULT_HOME)
+def default_home(env: Mapping[str, str] | None = None, *, target: Path | None = None) -> Path:
+    """The one rule for where a store lives: `TRACEKIT_HOME` (from `env`, default the process
+    environment), else `./.tracekit`; for an optimizer target, `<target>/.tracekit` (its own store)."""
+    if target is not None:
+        return Path(target) / DEFAULT_HOME
+    return Path((os.environ if env is None else env).get("TRACEKIT_HOME") or DEFAULT_HOME)
 
 
 def _new_name(prefix: str = "") -> str:
@@ -165,13 +165,13 @@ class Store:
 
         Every file is read and conformed first (a bad file raises StoreError naming it and nothing
         is written): never through a symlink, FIFO or device, and within `max_rows` rows and
-        `max_bytes` decoded bytes over all files (see `tracekit._capped_parquet`; a cut raises
+        `max_bytes` decoded bytes over all files (see `tracekit.store._capped_parquet`; a cut raises
         too). `overrides` sets columns on every row (e.g. the run's experiment_id).
         """
         import pyarrow as pa
 
+        from .._util.saferead import SafeDir, UnsafePath
         from ._capped_parquet import Budget, read_capped
-        from ._saferead import SafeDir, UnsafePath
 
         spec = get_table(table)
         budget = Budget(rows=max_rows, bytes=max_bytes)
@@ -286,7 +286,7 @@ class Store:
 
     def info(self) -> dict[str, dict[str, int]]:
         """Per table: files, rows and bytes."""
-        from ._schema import all_tables
+        from ._tables import all_tables
 
         out: dict[str, dict[str, int]] = {}
         for name in sorted(all_tables()):
@@ -299,135 +299,3 @@ class Store:
                 "bytes": sum(p.stat().st_size for p in files),
             }
         return out
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    output: str
-    sources: tuple[str, ...]
-    output_complete: bool  # the output is in place and holds at least the sources' rows
-
-
-def read_journal(folder: Path) -> tuple[JournalEntry | None, str]:
-    """The compaction journal of `folder`, checked; (None, problem) when it is not one to believe.
-
-    Names must be plain file names of this folder in the store's pattern (no '/', no '..', not
-    absolute; the output a `c-` merge name, never a source); the output counts as complete only as
-    a regular Parquet file with at least as many rows as the sources still present.
-    """
-    journal = folder / JOURNAL
-    try:
-        fd = os.open(journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None, f"{journal}: not a regular file; ignored it"
-            raw = os.read(fd, MAX_JOURNAL_BYTES + 1)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        return None, f"{journal}: cannot read it ({exc.strerror}); ignored it"
-    if len(raw) > MAX_JOURNAL_BYTES:
-        return None, f"{journal}: over {MAX_JOURNAL_BYTES} bytes; not a journal this store wrote, ignored it"
-    try:
-        j = loads_limited(raw, max_depth=3)
-        output, sources = j["output"], j["sources"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return None, f"{journal}: not a compaction journal (expected {{\"output\", \"sources\"}}); ignored it"
-    names = [output, *sources] if isinstance(sources, list) else [output, sources]
-    bad = [n for n in names if not isinstance(n, str) or not FILE_NAME.fullmatch(n)]
-    if bad or not output.startswith("c-") or output in sources:
-        shown = ", ".join(repr(n)[:80] for n in (bad or [output])[:3])
-        return None, (f"{journal}: names {shown} are not plain file names of this folder "
-                      "(a merge's output is 'c-<time>-<pid>-<hex>.parquet'); ignored it and deleted nothing")
-    return JournalEntry(output, tuple(sources), _holds_sources(folder, output, sources)), ""
-
-
-def _holds_sources(folder: Path, output: str, sources: Sequence[str]) -> bool:
-    import pyarrow.parquet as pq
-
-    def rows(name: str) -> int | None:
-        try:
-            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            with os.fdopen(os.dup(fd), "rb") as f:
-                return int(pq.ParquetFile(f).metadata.num_rows)
-        except Exception:
-            return None
-        finally:
-            os.close(fd)
-
-    have = rows(output)
-    if have is None:
-        return False
-    present = [r for r in (rows(s) for s in sources) if r is not None]
-    return have >= sum(present)
-
-
-def check_file_schema(spec: Table, schema: "pa.Schema", label: object) -> None:
-    """StoreError unless `schema` (a Parquet file's) is a tracekit file of `spec`'s table this version can read."""
-    meta = schema.metadata or {}
-    table_name = meta.get(TABLE_KEY, b"").decode(errors="replace") or spec.name
-    if table_name != spec.name:
-        raise StoreError(f"{label}: holds table {table_name!r}, expected {spec.name!r}")
-    try:
-        version = int(meta.get(SCHEMA_KEY, b"0") or 0)
-    except ValueError:
-        version = 0
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"{label}: schema version {version} is newer than this tracekit's {SCHEMA_VERSION}; upgrade tracekit-loop")
-    if version < 1:
-        raise StoreError(f"{label}: no tracekit schema version in its metadata; not a tracekit {spec.name} file")
-
-
-def read_file(spec: Table, path: Path) -> "pa.Table":
-    """Read one Parquet file of `spec`'s table, checking its version, conformed to the current schema."""
-    import pyarrow.parquet as pq
-
-    try:
-        if path.is_symlink():
-            raise StoreError(f"{path}: is a symlink; tracekit only reads regular files it wrote")
-        pf = pq.ParquetFile(path)
-        check_file_schema(spec, pf.schema_arrow, path)
-        data = pf.read()
-    except StoreError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"{path}: not a readable Parquet file ({exc})") from exc
-    return conform(spec, data)
-
-
-def conform(spec: Table, data: "pa.Table | Sequence[Mapping[str, Any]]") -> "pa.Table":
-    """`data` as an Arrow table with exactly `spec`'s columns, in order, typed (missing -> null)."""
-    import pyarrow as pa
-
-    schema = spec.arrow_schema()
-    if not isinstance(data, pa.Table):
-        rows = list(data)
-        unknown = {k for r in rows for k in r} - set(schema.names)
-        if unknown:
-            raise StoreError(f"unknown columns for table {spec.name!r}: {sorted(unknown)}; columns: {schema.names}")
-        try:
-            return pa.Table.from_pylist(rows, schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-            raise StoreError(f"rows do not fit table {spec.name!r}: {exc}") from exc
-    cols = []
-    for f in schema:
-        if f.name in data.column_names:
-            col = data.column(f.name)
-            if col.type != f.type:
-                try:
-                    col = col.cast(f.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise StoreError(f"column {f.name!r} of {spec.name!r}: cannot read {col.type} as {f.type} ({exc})") from exc
-            cols.append(col)
-        else:
-            cols.append(pa.nulls(data.num_rows, type=f.type))
-    out = pa.Table.from_arrays(cols, schema=schema)
-    missing = [f.name for f in schema if not f.nullable and out.column(f.name).null_count]
-    if missing:
-        raise StoreError(f"table {spec.name!r}: required columns have nulls: {missing}")
-    return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._errors import StoreError
+from .._errors import StoreError
 from ._schema import Table
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ def read_capped(spec: Table, data: bytes, budget: Budget, label: str) -> tuple["
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ._store import check_file_schema, conform
+    from ._conform import check_file_schema, conform
 
     notes: list[str] = []
     try:

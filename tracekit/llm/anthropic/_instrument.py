@@ -32,17 +32,17 @@ from typing import Any
 
 import wrapt
 
-from . import _anthropic_content as content
-from ._anthropic_call import Call, active
-from ._anthropic_prices import ModelPrice, set_model_prices
-from ._anthropic_streams import (
+from ..._config import get_settings
+from ..._errors import ConfigError
+from ...store._prices import ModelPrice, set_model_prices
+from . import _content as content
+from ._call import Call, active
+from ._streams import (
     TracedAsyncStream,
     TracedAsyncStreamManager,
     TracedStream,
     TracedStreamManager,
 )
-from ._config import get_settings
-from ._errors import ConfigError
 
 log = logging.getLogger("tracekit")
 _MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")

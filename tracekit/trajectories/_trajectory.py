@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import QueryError
-from ._json import loads_limited
-from ._query import sql_literal
+from .._errors import QueryError
+from .._util.jsonutil import loads_limited
+from ..store import sql_literal
 
 
 @dataclass
@@ -251,8 +251,8 @@ def _rows(db: Any, sql: str) -> list[dict[str, Any]]:
 
 def trajectory(trace_id: str, *, home: str | Path | None = None) -> Trajectory:
     """The trace `trace_id` (or a unique prefix of it) as a Trajectory."""
-    from ._config import flush
-    from ._query import database
+    from .._config import flush
+    from .._query import database
 
     flush()
     db = database(home)
