@@ -8,6 +8,18 @@
     answer("What is 2+2?")
     tracekit.query("SELECT name, duration_ms FROM spans").pl()
 
+The parts, each a layer that imports only the ones below it (docs/design/architecture.md):
+
+    tracekit._cli          the `tracekit` command
+    tracekit.optimizer     the loop: propose, validate, run in the sandbox, keep or discard, record
+    tracekit.evals         datasets, solvers, scorers, per-case results
+    tracekit.sandbox       one isolated, budgeted run of a command   (beside it: tracekit.collector,
+                           the OTLP/HTTP server and SQL over HTTP)
+    tracekit.trajectories  what an agent did, step by step; ATIF import and export
+    tracekit.llm           LLM SDK calls as spans (anthropic)
+    tracekit (this file, _decorators, _config, _exporter, _query)   the span path and query()
+    tracekit.store         Parquet tables, their schema, span rows, OTLP decoding, DuckDB views
+
 Importing tracekit is light: DuckDB, PyArrow and FastAPI load only when used.
 """
 
@@ -35,25 +47,25 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, str]] = {
     "query": ("tracekit._query", "query"),
     "Store": ("tracekit.store", "Store"),
-    "instrument_anthropic": ("tracekit.llm.anthropic._instrument", "instrument_anthropic"),
-    "uninstrument_anthropic": ("tracekit.llm.anthropic._instrument", "uninstrument_anthropic"),
-    "set_model_prices": ("tracekit.store._prices", "set_model_prices"),
-    "trajectory": ("tracekit.trajectories._trajectory", "trajectory"),
-    "Trajectory": ("tracekit.trajectories._trajectory", "Trajectory"),
-    "export_atif": ("tracekit.trajectories._atif", "export_atif"),
-    "import_atif": ("tracekit.trajectories._atif_import", "import_atif"),
+    "set_model_prices": ("tracekit.store", "set_model_prices"),
+    "instrument_anthropic": ("tracekit.llm", "instrument_anthropic"),
+    "uninstrument_anthropic": ("tracekit.llm", "uninstrument_anthropic"),
+    "trajectory": ("tracekit.trajectories", "trajectory"),
+    "Trajectory": ("tracekit.trajectories", "Trajectory"),
+    "export_atif": ("tracekit.trajectories", "export_atif"),
+    "import_atif": ("tracekit.trajectories", "import_atif"),
 }
 
 if TYPE_CHECKING:
     from ._query import query as query
-    from .llm.anthropic._instrument import instrument_anthropic as instrument_anthropic
-    from .llm.anthropic._instrument import uninstrument_anthropic as uninstrument_anthropic
+    from .llm import instrument_anthropic as instrument_anthropic
+    from .llm import uninstrument_anthropic as uninstrument_anthropic
     from .store import Store as Store
-    from .store._prices import set_model_prices as set_model_prices
-    from .trajectories._atif import export_atif as export_atif
-    from .trajectories._atif_import import import_atif as import_atif
-    from .trajectories._trajectory import Trajectory as Trajectory
-    from .trajectories._trajectory import trajectory as trajectory
+    from .store import set_model_prices as set_model_prices
+    from .trajectories import Trajectory as Trajectory
+    from .trajectories import export_atif as export_atif
+    from .trajectories import import_atif as import_atif
+    from .trajectories import trajectory as trajectory
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ the collector, the sandbox, evals and the optimizer share. It imports nothing ab
 from __future__ import annotations
 
 from ._database import Database, derived_views
+from ._prices import ModelPrice, model_prices, set_model_prices
 from ._schema import Column, Table
 from ._sqltext import sql_list, sql_literal
 from ._store import Store, default_home
@@ -20,12 +21,15 @@ from ._tables import all_tables, get_table
 __all__ = [
     "Column",
     "Database",
+    "ModelPrice",
     "Store",
     "Table",
     "all_tables",
     "default_home",
     "derived_views",
     "get_table",
+    "model_prices",
+    "set_model_prices",
     "sql_list",
     "sql_literal",
 ]
