@@ -22,16 +22,16 @@ from ._proposers import PROPOSERS
 from ._target import Noise, Target, load_target
 
 __all__ = [
-    "PROPOSERS",
-    "STATUSES",
     "Cost",
     "Ledger",
     "Noise",
     "Optimizer",
+    "PROPOSERS",
     "Proposal",
     "ProposalContext",
     "Proposer",
     "ProposerExhausted",
+    "STATUSES",
     "Section",
     "Summary",
     "Target",
