@@ -39,13 +39,18 @@ for _mod in COMMANDS:
     importlib.import_module(_mod).register(app)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from .. import __version__
 
-        typer.echo(__version__)
+        typer.echo(f"tracekit {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=_print_version, expose_value=True)) -> None:
+    """Traces of agent runs in Parquet, SQL through DuckDB, a sandbox, evals and a trace-fed optimizer."""
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
