@@ -104,11 +104,12 @@ def test_ray_executor_runs_the_same_sandbox(tmp_path: Path, home: Path, ray_inst
     )
     ex = RayExecutor(max_workers=2)
     try:
-        handles = [ex.submit(spec(tmp_path, ["python", "train.py", str(i)], workspace=ws, experiment_id=f"ray-{i}"))
-                   for i in range(3)]
+        handles = [ex.submit(spec(tmp_path, ["python", "train.py", str(i)], workspace=ws, experiment_id=f"ray-{i}",
+                                  trace_home=home)) for i in range(3)]
         shipped = RayExecutor(max_workers=1, ship_workspace=True)
         try:
-            h_ship = shipped.submit(spec(tmp_path, ["python", "train.py", "7"], workspace=ws, experiment_id="ray-ship"))
+            h_ship = shipped.submit(spec(tmp_path, ["python", "train.py", "7"], workspace=ws, experiment_id="ray-ship",
+                                         trace_home=home))
             assert h_ship.result(timeout=120).metrics == {"score": 7.0}
         finally:
             shipped.close()
