@@ -3,7 +3,7 @@
     .venv/bin/python bench/instrumentation.py                   # 30 batches of 20 calls per mode and condition
     .venv/bin/python bench/instrumentation.py --batches 60 --calls 50
 
-The real anthropic SDK calls tests/messages_server.py on 127.0.0.1 (no network). For each mode
+The real anthropic SDK calls tests/_support/messages_server.py on 127.0.0.1 (no network). For each mode
 (`create`, `create(stream=True)`, `messages.stream()`), batches of the same calls run
 uninstrumented and instrumented in turn (alternating which goes first, to share the machine's noise);
 spans go to a temporary store through the normal batch exporter and each timing ends with
@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the test suite's helpers: tests._support
 
 import anthropic  # noqa: E402
-from messages_server import MessagesServer, reply, text, thinking, tool_use  # noqa: E402
 
 import tracekit  # noqa: E402
+
+from tests._support.messages_server import MessagesServer, reply, text, thinking, tool_use  # noqa: E402
 
 TOOLS = [{"name": "calculator", "description": "Evaluate arithmetic.",
           "input_schema": {"type": "object", "properties": {"expression": {"type": "string"}}}}]

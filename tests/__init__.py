@@ -1,0 +1,1 @@
+"""tracekit's test suite: one folder per package (see tests/conftest.py for the shared fixtures, tests/_support/ for helpers)."""

@@ -1,0 +1,1 @@
+"""tracekit's command line across commands: SQL and traces, text from a run shown inert."""

@@ -1,0 +1,1 @@
+"""tracekit.collector: OTLP ingest, the read API, durability, and the collector under attack."""

@@ -1,0 +1,1 @@
+"""The examples/ folders (agent, agent-harness, tinylm) run as the tests' subjects."""

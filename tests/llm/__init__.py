@@ -1,0 +1,1 @@
+"""tracekit.llm: the anthropic instrumentation, and the llm_calls / tool_calls views over every dialect."""

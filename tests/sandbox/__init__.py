@@ -1,0 +1,1 @@
+"""tracekit.sandbox: runs under a budget, isolation, faults, metrics, traces, what a run brings home."""

@@ -1,0 +1,1 @@
+"""tracekit.store: the Parquet store, its tables, schemas and their docs."""

@@ -1,0 +1,1 @@
+"""tracekit.trajectories: trajectories of traced agents, ATIF export and import."""
