@@ -33,14 +33,9 @@ def register(app: typer.Typer) -> None:
         """
         from ..collector._server import serve
 
-        overrides = {
-            "host": host,
-            "port": port,
-            "home": home,
-            "project": project,
-            "max_body_bytes": int(max_body_mb * (1 << 20)) if max_body_mb is not None else None,
-        }
         from ..collector import CollectorConfig
 
-        config = CollectorConfig.from_env(tokens_file=tokens_file, **overrides)
+        max_body_bytes = int(max_body_mb * (1 << 20)) if max_body_mb is not None else None
+        config = CollectorConfig.from_env(tokens_file=tokens_file, host=host, port=port, home=home, project=project,
+                                          max_body_bytes=max_body_bytes)
         serve(config, log_level=log_level, echo=lambda line: typer.echo(line, err=True))

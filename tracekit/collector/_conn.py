@@ -80,7 +80,7 @@ class GuardedH11Protocol(H11Protocol):
     stats: ConnStats
     _ids: Any
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._id = next(self._ids)
         self._opened = time.monotonic()
         self._header_timer: asyncio.TimerHandle | None = None

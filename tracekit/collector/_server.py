@@ -62,7 +62,8 @@ def _uvicorn_server(config: CollectorConfig, log_level: str) -> "object":
             http=guarded_protocol(limits, app.state.collector.conn_stats),
             log_level=log_level,
             access_log=False,
-            timeout_keep_alive=config.conn.idle_timeout,
+            # a float works (uvicorn hands it to loop.call_later); its annotation says int
+            timeout_keep_alive=config.conn.idle_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=10,
             lifespan="on",
         )

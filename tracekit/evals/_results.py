@@ -149,7 +149,8 @@ def write_metric_contract(metrics: Mapping[str, float], path: str | None = None)
                 doc = loaded
         except ValueError:
             doc = {}
-    existing = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
+    prior = doc.get("metrics")
+    existing = prior if isinstance(prior, dict) else {}
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
     doc["metrics"] = {**existing, **clean}
     tmp = p.with_name(p.name + f".{os.getpid()}.tmp")

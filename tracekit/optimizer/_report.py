@@ -43,7 +43,7 @@ def pick_run(home: Path, run_id: str | None) -> str:
         return run_id
     if not found:
         raise OptimizerError(f"no optimization run under {home}; start one with: tracekit optimize TARGET_DIR")
-    return found[-1]["run_id"]
+    return str(found[-1]["run_id"])
 
 
 def ledger_rows(home: Path, run_id: str) -> list[dict[str, Any]]:
