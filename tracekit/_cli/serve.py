@@ -31,9 +31,8 @@ def register(app: typer.Typer) -> None:
         Example: tracekit serve --port 4318 --home .tracekit   (then POST spans to http://127.0.0.1:4318/v1/traces;
         API docs at /docs; with TRACEKIT_TOKEN set every endpoint but /health needs 'Authorization: Bearer')
         """
-        from ..collector._server import serve
-
         from ..collector import CollectorConfig
+        from ..collector._server import serve
 
         max_body_bytes = int(max_body_mb * (1 << 20)) if max_body_mb is not None else None
         config = CollectorConfig.from_env(tokens_file=tokens_file, host=host, port=port, home=home, project=project,
