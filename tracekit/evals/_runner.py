@@ -134,7 +134,7 @@ class _Runner:
                 raise
             except Exception as exc:
                 if attempt > self.retries or not is_transient(exc, self.task.retry_on):
-                    exc.attempts = attempt  # type: ignore[attr-defined]
+                    exc.attempts = attempt  # type: ignore[attr-defined]  # rides on the exception to the case's row
                     raise
                 delay = backoff_delay(attempt, self.task.retry_backoff_s)
                 root.add_event("tracekit.eval.retry", {"what": what, "attempt": attempt, "error": _error_text(exc)[:1000],

@@ -26,6 +26,7 @@ from ._schema import Table
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 BATCH_ROWS = 1024
 MAX_PAGES = 100_000  # per file; walking the headers costs Python time per page
@@ -169,7 +170,7 @@ def _pages(data: memoryview, start: int, length: int, num_values: int) -> tuple[
     return biggest[True] + biggest[False], values, pages
 
 
-def check_pages(data: bytes, meta: object, columns: set[str]) -> tuple[int, int]:
+def check_pages(data: bytes, meta: pq.FileMetaData, columns: set[str]) -> tuple[int, int]:
     """What decoding the top-level `columns` holds in memory at once, from the page headers.
 
     parquet-cpp keeps one decompressed page (plus its dictionary) per column while it reads, so
@@ -178,10 +179,10 @@ def check_pages(data: bytes, meta: object, columns: set[str]) -> tuple[int, int]
     view = memoryview(data)
     pages = 0
     per_column: dict[str, tuple[int, int]] = {}
-    if meta.num_row_groups * meta.num_columns > MAX_PAGES:  # type: ignore[attr-defined]
+    if meta.num_row_groups * meta.num_columns > MAX_PAGES:
         raise ValueError(f"more than {MAX_PAGES} column chunks")
-    for rg in range(meta.num_row_groups):  # type: ignore[attr-defined]
-        group = meta.row_group(rg)  # type: ignore[attr-defined]
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
         for c in range(group.num_columns):
             col = group.column(c)
             if col.path_in_schema.split(".")[0] not in columns:

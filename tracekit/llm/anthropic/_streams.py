@@ -251,7 +251,8 @@ class TracedMessageStream(TracedStream):
 
     def get_final_text(self) -> str:
         self.until_done()
-        return self.__wrapped__.get_final_text()  # type: ignore[no-any-return]
+        text: str = self.__wrapped__.get_final_text()
+        return text
 
 
 class TracedAsyncMessageStream(TracedAsyncStream):
@@ -282,7 +283,8 @@ class TracedAsyncMessageStream(TracedAsyncStream):
 
     async def get_final_text(self) -> str:
         await self.until_done()
-        return await self.__wrapped__.get_final_text()  # type: ignore[no-any-return]
+        text: str = await self.__wrapped__.get_final_text()
+        return text
 
 
 class TracedStreamManager(_Proxy):
