@@ -116,7 +116,7 @@ _lock = threading.RLock()
 _resource_project: str | None = None
 _settings: Settings | None = None
 _processor = _TracekitProcessor()
-_provider: TracerProvider | None = None
+_provider: otel_trace.TracerProvider | None = None  # the SDK's, ours or the one that won the race to be global
 _tracer: otel_trace.Tracer | None = None
 _exporter: SpanExporter | None = None
 _atexit_registered = False
@@ -203,7 +203,7 @@ def _install(settings: Settings, exporter: SpanExporter | None) -> None:
             _provider.add_span_processor(_processor)
             otel_trace.set_tracer_provider(_provider)
             if otel_trace.get_tracer_provider() is not _provider:  # someone else won the race
-                _provider = otel_trace.get_tracer_provider()  # type: ignore[assignment]
+                _provider = otel_trace.get_tracer_provider()
                 if isinstance(_provider, TracerProvider):
                     _provider.add_span_processor(_processor)
         _tracer = otel_trace.get_tracer("tracekit")

@@ -23,6 +23,7 @@ import functools
 import inspect
 import math
 from collections.abc import AsyncGenerator, Callable, Generator
+from contextvars import Token
 from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
@@ -376,7 +377,7 @@ class span:
         self.kind = _check_kind(kind)
         self.attributes = attributes
         self._span: otel_trace.Span | None = None
-        self._token: object | None = None
+        self._token: Token[otel_context.Context] | None = None
 
     def __enter__(self) -> SpanHandle:
         attrs = _kind_attrs(self.kind)
@@ -394,7 +395,7 @@ class span:
                 _record_error(sp, exc)
         finally:
             if self._token is not None:
-                otel_context.detach(self._token)  # type: ignore[arg-type]
+                otel_context.detach(self._token)
             sp.end()
 
     async def __aenter__(self) -> SpanHandle:

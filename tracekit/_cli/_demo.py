@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections.abc import Callable
 from typing import Any
 
 from .._decorators import log_metric, span, trace
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+_OPS: dict[type[ast.operator | ast.unaryop], Callable[..., float]] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.Pow: operator.pow, ast.USub: operator.neg}
 
 FACTS = {"boiling point of water": "100 °C at sea level", "speed of light": "299792458 m/s"}
@@ -59,7 +60,7 @@ def plan(question: str, history: list[dict[str, Any]]) -> dict[str, Any]:
 @trace(kind="agent")
 def answer(question: str, max_turns: int = 4) -> str:
     history: list[dict[str, Any]] = []
-    tools = {"calculator": calculator, "lookup": lookup}
+    tools: dict[str, Callable[..., object]] = {"calculator": calculator, "lookup": lookup}
     for turn in range(max_turns):
         step = plan(question, history)
         if "final" in step:

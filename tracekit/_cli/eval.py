@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -166,9 +167,9 @@ def show_cmd(
         rows = [r for r in rows if not r["passed"]]
     cols = ["case_id", "epoch", "split", "status", "score", "passed", "output", "explanation", "attempts", "duration_ms", "trace_id"]
     if fmt != "table":
-        emit(render_rows(cols + ["error", "scores"], [[r[c] for c in cols + ["error", "scores"]] for r in rows], fmt))
+        emit(render_rows(cols + ["error", "scores"], [[r.get(c) for c in cols + ["error", "scores"]] for r in rows], fmt))
         return
-    last = events[-1] if events else {}
+    last: Mapping[str, Any] = events[-1] if events else {}
     metrics = _json_or(last.get("metrics"), {})
     scorer_names = _json_or(last.get("scorers"), [])
     console.print(f"[bold]{markup(run_id)}[/bold] task [bold]{markup(last.get('task', '?'))}[/bold] · "

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from .._errors import OptimizerError
 from .._util.termtext import json_text
 from ..store import default_home
+from ..store._tables import ExperimentRow
 from ._common import cell, console, emit, say, short
 
 
@@ -144,7 +145,7 @@ def run_cmd(
         f"branch: tracekit/{run_id} in {opt.session.repo.git_dir if opt.session.repo else '?'}")
 
 
-def _print_ledger(rows: list[dict[str, Any]], metric: str, limit: int = 60) -> None:
+def _print_ledger(rows: list[ExperimentRow], metric: str, limit: int = 60) -> None:
     """The last ledger rows as a table; every cell a Rich `Text` (rationales and errors are a proposer's or a run's)."""
     from rich.console import Console
     from rich.table import Table
@@ -158,9 +159,10 @@ def _print_ledger(rows: list[dict[str, Any]], metric: str, limit: int = 60) -> N
         desc = r.get("description") or ""
         if r["status"] in ("crash", "timeout", "invalid") and r.get("error"):
             desc = f"{desc} [{(r['error'] or '').strip().splitlines()[-1][:120]}]"
+        run_s = r.get("run_s")
         out.append([r["experiment_id"], r["status"], r.get("metric"), r.get("improvement"),
                     (r.get("candidate_commit") or "")[:7], r.get("proposer"),
-                    None if r.get("run_s") is None else round(r["run_s"], 1), short(desc, 100)])
+                    None if run_s is None else round(run_s, 1), short(desc, 100)])
     wide = Console(width=max(console.width, 180), highlight=False, soft_wrap=False, emoji=False)
     table = Table(header_style="bold")
     for i, c in enumerate(cols):
@@ -204,7 +206,7 @@ def status_cmd(
     say(summary_markdown(led.rows, run_id, len(pending)))
     for p in pending:
         say(f"in flight (or interrupted): {p.intent['experiment_id']} {short(p.intent.get('description'), 80)}")
-    metric = led.rows[0]["metric_name"] if led.rows else "metric"
+    metric = (led.rows[0]["metric_name"] if led.rows else None) or "metric"
     _print_ledger(led.rows, metric, limit)
 
 

@@ -31,16 +31,10 @@ def register(app: typer.Typer) -> None:
         Example: tracekit serve --port 4318 --home .tracekit   (then POST spans to http://127.0.0.1:4318/v1/traces;
         API docs at /docs; with TRACEKIT_TOKEN set every endpoint but /health needs 'Authorization: Bearer')
         """
+        from ..collector import CollectorConfig
         from ..collector._server import serve
 
-        overrides = {
-            "host": host,
-            "port": port,
-            "home": home,
-            "project": project,
-            "max_body_bytes": int(max_body_mb * (1 << 20)) if max_body_mb is not None else None,
-        }
-        from ..collector import CollectorConfig
-
-        config = CollectorConfig.from_env(tokens_file=tokens_file, **overrides)
+        max_body_bytes = int(max_body_mb * (1 << 20)) if max_body_mb is not None else None
+        config = CollectorConfig.from_env(tokens_file=tokens_file, host=host, port=port, home=home, project=project,
+                                          max_body_bytes=max_body_bytes)
         serve(config, log_level=log_level, echo=lambda line: typer.echo(line, err=True))

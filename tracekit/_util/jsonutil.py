@@ -20,7 +20,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -165,17 +165,27 @@ def _fallback(obj: Any) -> Any:
 
 
 _FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_fallback, allow_nan=False)
-try:  # the C encoder built once (JSONEncoder.encode builds one per call); no cycle markers, so it is
-    # stateless and thread-safe: a cycle ends in RecursionError, which sends the value to the full walk
-    from json.encoder import c_make_encoder as _c_make_encoder
-    from json.encoder import encode_basestring as _encode_basestring
 
-    _C_ENCODE = _c_make_encoder(None, _fallback, _encode_basestring, None, ":", ",", False, False, False)
 
-    def _fast_encode(obj: Any) -> str:
-        return "".join(_C_ENCODE(obj, 0))
-except (ImportError, TypeError):  # no C accelerator (or another signature): the pure-Python encoder
-    _fast_encode = _FAST_ENCODER.encode
+def _c_encoder() -> Callable[[Any], str]:
+    """The C encoder built once (JSONEncoder.encode builds one per call); no cycle markers, so it is
+    stateless and thread-safe: a cycle ends in RecursionError, which sends the value to the full walk.
+    Without the C accelerator (or with another signature): the pure-Python encoder."""
+    make = getattr(json.encoder, "c_make_encoder", None)  # None without _json; typeshed does not declare it
+    if make is None:
+        return _FAST_ENCODER.encode
+    try:
+        encode = make(None, _fallback, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    except TypeError:
+        return _FAST_ENCODER.encode
+
+    def fast_encode(obj: Any) -> str:
+        return "".join(encode(obj, 0))
+
+    return fast_encode
+
+
+_fast_encode = _c_encoder()
 
 
 def dumps_capped(obj: Any, cap: int = 65536, *, scrub: bool = True, already_jsonable: bool = False) -> str:

@@ -18,8 +18,14 @@ rule is denied; an older kernel simply handles less, which `restrict_self` retur
 say so.
 """
 
+from __future__ import annotations
+
 import ctypes
 import os
+
+TYPE_CHECKING = False  # not typing's: this module stays as light as the scripts that may load it by path
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 CREATE_RULESET, ADD_RULE, RESTRICT_SELF = 444, 445, 446  # the same numbers on every architecture
 RULE_PATH_BENEATH = 1
@@ -62,7 +68,8 @@ def handled_fs(version: int) -> int:
     return handled
 
 
-def ruleset(ro=(), rw=(), *, execute=True, deny_tcp=False, scope=False):
+def ruleset(ro: Iterable[str] = (), rw: Iterable[str] = (), *, execute: bool = True, deny_tcp: bool = False,
+            scope: bool = False) -> tuple[int | None, int]:
     """A ruleset fd granting read (and execute) below `ro`, everything below `rw`, nothing else.
 
     Returns (fd, abi); (None, 0) without Landlock. `deny_tcp` handles TCP bind and connect (ABI 4+)
@@ -96,7 +103,7 @@ def ruleset(ro=(), rw=(), *, execute=True, deny_tcp=False, scope=False):
     return fd, version
 
 
-def _add_path(fd, path, rights):
+def _add_path(fd: int, path: str, rights: int) -> None:
     try:
         pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
@@ -112,7 +119,7 @@ def _add_path(fd, path, rights):
         os.close(pfd)
 
 
-def enforce(fd):
+def enforce(fd: int) -> None:
     """Set no_new_privs and apply the ruleset `fd` to this thread (call before starting threads)."""
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
@@ -122,7 +129,8 @@ def enforce(fd):
         raise OSError(err, f"landlock_restrict_self failed: {os.strerror(err)}")
 
 
-def restrict_self(ro=("/",), rw=(), *, execute=False, deny_tcp=True, scope=True):
+def restrict_self(ro: Iterable[str] = ("/",), rw: Iterable[str] = (), *, execute: bool = False, deny_tcp: bool = True,
+                  scope: bool = True) -> int:
     """Build a ruleset and apply it to this (single-threaded) process; returns the ABI (0: none applied)."""
     fd, version = ruleset(ro, rw, execute=execute, deny_tcp=deny_tcp, scope=scope)
     if fd is None:

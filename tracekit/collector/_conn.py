@@ -27,7 +27,7 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -80,7 +80,8 @@ class GuardedH11Protocol(H11Protocol):
     stats: ConnStats
     _ids: Any
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        tcp = cast(asyncio.Transport, transport)  # what H11Protocol takes (its override narrows BaseProtocol's)
         self._id = next(self._ids)
         self._opened = time.monotonic()
         self._header_timer: asyncio.TimerHandle | None = None
@@ -89,11 +90,11 @@ class GuardedH11Protocol(H11Protocol):
         stats = self.stats
         if len(stats._live) >= self.limits.max_connections and not self._evict_one():
             stats.refused += 1
-            transport.write(_BUSY_503)  # type: ignore[attr-defined]
-            transport.close()
+            tcp.write(_BUSY_503)
+            tcp.close()
             self._id = -1
             return
-        super().connection_made(transport)  # type: ignore[arg-type]
+        super().connection_made(tcp)
         stats._live[self._id] = self
         stats.accepted += 1
         stats.open = len(stats._live)

@@ -370,7 +370,8 @@ class Ingestor:
             records, _ = read_segment(path)
             for record in records:
                 t = from_ipc(record)
-                wanted.update(zip(t.column("trace_id").to_pylist(), t.column("span_id").to_pylist()))
+                pairs = zip(t.column("trace_id").to_pylist(), t.column("span_id").to_pylist())
+                wanted.update((tr, sp) for tr, sp in pairs if tr is not None and sp is not None)  # required: never null
         files = [str(p) for p in self.store.files("spans")]
         if not wanted or not files:
             return False

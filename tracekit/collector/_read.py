@@ -97,7 +97,8 @@ def list_traces(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     state, sql = _reader(request, authorization)
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     for col, value in (("project", project), ("experiment_id", experiment_id), ("name", name), ("kind", kind), ("status", status)):
         if value is not None:
             where.append(f"{col} = ?")
@@ -201,9 +202,9 @@ class StreamedAnswer(Response):
                         for chunk in self.head:
                             await send({"type": "http.response.body", "body": chunk, "more_body": True})
                         self.head = []
-                        while (chunk := await anyio.to_thread.run_sync(self.answer.next_chunk, 0.5)) is not None:
-                            if chunk:
-                                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        while (data := await anyio.to_thread.run_sync(self.answer.next_chunk, 0.5)) is not None:
+                            if data:
+                                await send({"type": "http.response.body", "body": data, "more_body": True})
                     except QueryError as exc:
                         log.warning("tracekit collector: an SQL answer was cut after it started: %s", exc)
                     else:

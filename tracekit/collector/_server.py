@@ -19,9 +19,13 @@ import resource
 import socket
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .._errors import CollectorError
 from ._settings import CollectorConfig
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("tracekit.collector")
 FD_MARGIN = 256  # files besides connections: the store, the WAL, SQL worker pipes, the interpreter
@@ -48,7 +52,7 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _uvicorn_server(config: CollectorConfig, log_level: str) -> "object":
+def _uvicorn_server(config: CollectorConfig, log_level: str) -> uvicorn.Server:
     import uvicorn
 
     from . import create_app
@@ -62,7 +66,8 @@ def _uvicorn_server(config: CollectorConfig, log_level: str) -> "object":
             http=guarded_protocol(limits, app.state.collector.conn_stats),
             log_level=log_level,
             access_log=False,
-            timeout_keep_alive=config.conn.idle_timeout,
+            # a float works (uvicorn hands it to loop.call_later); its annotation says int
+            timeout_keep_alive=config.conn.idle_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=10,
             lifespan="on",
         )
@@ -105,7 +110,7 @@ def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable
     echo(fence_line())
     server = _uvicorn_server(config, log_level)
     try:
-        server.run(sockets=[sock])  # type: ignore[attr-defined]
+        server.run(sockets=[sock])
     finally:
         sock.close()
     if not getattr(server, "started", False):
@@ -120,14 +125,14 @@ class CollectorThread:
         self.sock = bind(config.host, config.port)
         self.url = url_of(self.sock)
         self.server = _uvicorn_server(config, log_level)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self, timeout: float = 60.0) -> "CollectorThread":
         import time
 
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self.server.started:  # type: ignore[attr-defined]
+        while not self.server.started:
             if not self._thread.is_alive():
                 raise CollectorError("the collector thread exited during startup (see the log)")
             if time.monotonic() > deadline:
@@ -136,13 +141,13 @@ class CollectorThread:
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True  # type: ignore[attr-defined]
+        self.server.should_exit = True
         self._thread.join(30)
         self.sock.close()
 
     @property
     def app(self) -> object:
-        return self.server.config.app  # type: ignore[attr-defined]
+        return self.server.config.app
 
     def __enter__(self) -> "CollectorThread":
         return self.start()

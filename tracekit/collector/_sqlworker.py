@@ -142,7 +142,8 @@ def _write_arrow(run: Any, sink: "_DataSink") -> dict[str, str] | None:
     from .._errors import QueryError
 
     error = None
-    with pa.ipc.new_stream(sink, run.schema) as writer:
+    # pyarrow wraps any object with write/flush in a PythonFile; its stubs only name IOBase
+    with pa.ipc.new_stream(sink, run.schema) as writer:  # type: ignore[arg-type]
         try:
             for batch in run:
                 writer.write_batch(batch)
@@ -151,7 +152,7 @@ def _write_arrow(run: Any, sink: "_DataSink") -> dict[str, str] | None:
         meta = {"tracekit.rows": str(run.rows), "tracekit.truncated": str(run.truncated or error is not None).lower()}
         if error:
             meta.update({"tracekit.error": error["code"], "tracekit.message": error["message"]})
-        writer.write_batch(pa.RecordBatch.from_pylist([], schema=run.schema), custom_metadata=meta)
+        writer.write_batch(pa.RecordBatch.from_pylist([], schema=run.schema), custom_metadata={k.encode(): v.encode() for k, v in meta.items()})
     sink.flush()
     return error
 

@@ -77,4 +77,5 @@ def check_token(tokens: Tokens, authorization: str | None, scope: str) -> None:
 
 
 def state_of(request: Request) -> CollectorState:
-    return request.app.state.collector  # type: ignore[no-any-return]
+    collector: CollectorState = request.app.state.collector  # starlette's State holds untyped attributes
+    return collector

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..store._tables import EvalResultRow
 from ._metrics import by_case, case_reduce, mean, stderr
 from ._results import resolve_run, run_rows
 
@@ -88,7 +89,7 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _change(cid: str, ra: list[dict[str, Any]], rb: list[dict[str, Any]]) -> CaseChange:
+def _change(cid: str, ra: list[EvalResultRow], rb: list[EvalResultRow]) -> CaseChange:
     sa, pa = case_reduce(ra)
     sb, pb = case_reduce(rb)
     worst_b = min(rb, key=lambda r: (bool(r["passed"]), float(r["score"] or 0.0)))

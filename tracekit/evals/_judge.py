@@ -138,8 +138,8 @@ def llm_judge(
         return Score(value, passed=value >= threshold, answer=letter, explanation=reasoning or f"GRADE: {letter}",
                      metadata={"grade": letter, "judge_model": judge_model})
 
-    score.name = name  # type: ignore[attr-defined]
+    score.name = name  # type: ignore[attr-defined]  # a scorer is a plain function; name and rubric are attributes
     score.__name__ = name
-    score.rubric = rubric  # type: ignore[attr-defined]
+    score.rubric = rubric  # type: ignore[attr-defined]  # shown by the reports next to the judge's scores
     return score
 

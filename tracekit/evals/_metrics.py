@@ -11,10 +11,11 @@ independent samples). A crashed or timed-out case counts as a failure with score
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._util.jsonutil import loads_limited
+from ..store._tables import EvalResultRow
 
 
 def mean(values: Sequence[float]) -> float:
@@ -44,7 +45,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def _scores_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _scores_json(row: EvalResultRow) -> dict[str, Any]:
     raw = row.get("scores")
     if isinstance(raw, str):
         try:
@@ -54,14 +55,14 @@ def _scores_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return dict(raw or {})
 
 
-def by_case(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    out: dict[str, list[Mapping[str, Any]]] = {}
+def by_case(rows: Iterable[EvalResultRow]) -> dict[str, list[EvalResultRow]]:
+    out: dict[str, list[EvalResultRow]] = {}
     for r in rows:
         out.setdefault(str(r["case_id"]), []).append(r)
     return out
 
 
-def case_reduce(rows: Sequence[Mapping[str, Any]], scorer: str | None = None) -> tuple[float, float]:
+def case_reduce(rows: Sequence[EvalResultRow], scorer: str | None = None) -> tuple[float, float]:
     """(mean score, pass rate) of one case's epochs; for `scorer`, that scorer's, else the case's."""
     scores: list[float] = []
     passes: list[float] = []
@@ -76,7 +77,7 @@ def case_reduce(rows: Sequence[Mapping[str, Any]], scorer: str | None = None) ->
     return mean(scores), mean(passes)
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str], pass_k: Iterable[int] = ()) -> dict[str, float]:
+def summarize(rows: Sequence[EvalResultRow], scorer_names: Sequence[str], pass_k: Iterable[int] = ()) -> dict[str, float]:
     """The run's metrics from its eval_results rows (one per case and epoch)."""
     cases = by_case(rows)
     out: dict[str, float] = {"cases": float(len(cases)), "rows": float(len(rows))}

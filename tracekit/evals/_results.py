@@ -15,11 +15,12 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._errors import EvalError
 from ..store import sql_literal
 from ..store._store import Store
+from ..store._tables import EvalResultRow, EvalRunRow
 
 RESULT_ENV = "TRACEKIT_RESULT"
 
@@ -39,12 +40,12 @@ class ResultWriter:
         self.store = store
         self.every = every
         self.interval_s = interval_s
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[EvalResultRow] = []
         self._last = time.monotonic()
         self._lock = threading.Lock()
         self.written = 0
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: EvalResultRow) -> None:
         with self._lock:
             self._rows.append(row)
             due = len(self._rows) >= self.every or time.monotonic() - self._last >= self.interval_s
@@ -60,8 +61,8 @@ class ResultWriter:
                 self.written += len(rows)
 
 
-def write_run_event(store: Store, row: Mapping[str, Any]) -> None:
-    store.write("eval_runs", [{"time": utcnow(), **row}], durable=True)
+def write_run_event(store: Store, row: EvalRunRow) -> None:
+    store.write("eval_runs", [row], durable=True)
 
 
 
@@ -93,17 +94,17 @@ def resolve_run(ref: str, home: str | Path | None = None) -> str:
     return ids[0]
 
 
-def run_rows(run_id: str, home: str | Path | None = None) -> list[dict[str, Any]]:
+def run_rows(run_id: str, home: str | Path | None = None) -> list[EvalResultRow]:
     """The eval_results rows of a run, one per case and epoch, ordered by case and epoch."""
     rel = _db(home).sql(f"SELECT * FROM eval_results WHERE run_id = {sql_literal(run_id)} ORDER BY case_id, epoch")
     cols = rel.columns
-    return [dict(zip(cols, r)) for r in rel.fetchall()]
+    return [cast(EvalResultRow, dict(zip(cols, r))) for r in rel.fetchall()]  # the view is the table: its columns
 
 
-def run_events(run_id: str, home: str | Path | None = None) -> list[dict[str, Any]]:
+def run_events(run_id: str, home: str | Path | None = None) -> list[EvalRunRow]:
     rel = _db(home).sql(f"SELECT * FROM eval_runs WHERE run_id = {sql_literal(run_id)} ORDER BY time")
     cols = rel.columns
-    return [dict(zip(cols, r)) for r in rel.fetchall()]
+    return [cast(EvalRunRow, dict(zip(cols, r))) for r in rel.fetchall()]  # the view is the table: its columns
 
 
 def list_runs(home: str | Path | None = None, limit: int = 20, task: str | None = None) -> list[dict[str, Any]]:
@@ -149,7 +150,8 @@ def write_metric_contract(metrics: Mapping[str, float], path: str | None = None)
                 doc = loaded
         except ValueError:
             doc = {}
-    existing = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
+    prior = doc.get("metrics")
+    existing = prior if isinstance(prior, dict) else {}
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
     doc["metrics"] = {**existing, **clean}
     tmp = p.with_name(p.name + f".{os.getpid()}.tmp")

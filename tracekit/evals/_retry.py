@@ -47,5 +47,5 @@ def backoff_delay(attempt: int, base_s: float, cap_s: float = 30.0) -> float:
     """Exponential backoff with jitter: between half and all of min(cap, base * 2**(attempt-1))."""
     if base_s <= 0:
         return 0.0
-    top = min(cap_s, base_s * 2 ** (attempt - 1))
+    top = min(cap_s, base_s * 2.0 ** (attempt - 1))
     return top / 2 + random.uniform(0, top / 2)

@@ -33,6 +33,7 @@ from .._decorators import _kind_attrs, _set_io, span
 from .._errors import EvalError
 from .._util.jsonutil import loads_limited
 from ..store._store import Store
+from ..store._tables import EvalResultRow, EvalRunRow
 from . import _results as results
 from ._metrics import summarize
 from ._retry import CaseTimeout, backoff_delay, is_transient
@@ -41,7 +42,7 @@ from ._score import Score, as_score, scorer_name
 from ._task import Task
 from ._threads import in_thread
 
-OnResult = Callable[[dict[str, Any], int, int], None]
+OnResult = Callable[[EvalResultRow, int, int], None]
 TRACEBACK_CHARS = 4000
 
 
@@ -53,7 +54,7 @@ class EvalReport:
     task: str
     status: str  # finished | interrupted
     metrics: dict[str, float]
-    rows: list[dict[str, Any]]
+    rows: list[EvalResultRow]
     scorer_names: list[str]
     skipped: int = 0  # cases already done in an earlier (resumed) attempt of the run
     duration_s: float = 0.0
@@ -67,7 +68,7 @@ class EvalReport:
         lines.append(f"duration_s: {self.duration_s:.1f}")
         return "\n".join(lines)
 
-    def failures(self) -> list[dict[str, Any]]:
+    def failures(self) -> list[EvalResultRow]:
         return [r for r in self.rows if not r["passed"]]
 
 
@@ -95,7 +96,7 @@ class _Runner:
         self.on_result = on_result
         self.total = total
         self.done = 0
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[EvalResultRow] = []
         self.sem = asyncio.Semaphore(concurrency)
         self.solver = task.solver
         assert self.solver is not None
@@ -133,7 +134,7 @@ class _Runner:
                 raise
             except Exception as exc:
                 if attempt > self.retries or not is_transient(exc, self.task.retry_on):
-                    exc.attempts = attempt  # type: ignore[attr-defined]
+                    exc.attempts = attempt  # type: ignore[attr-defined]  # rides on the exception to the case's row
                     raise
                 delay = backoff_delay(attempt, self.task.retry_backoff_s)
                 root.add_event("tracekit.eval.retry", {"what": what, "attempt": attempt, "error": _error_text(exc)[:1000],
@@ -168,7 +169,7 @@ class _Runner:
         if self.on_result is not None:
             self.on_result(row, self.done, self.total)
 
-    async def _case(self, sample: Sample, epoch: int) -> dict[str, Any]:
+    async def _case(self, sample: Sample, epoch: int) -> EvalResultRow:
         started, t0 = results.utcnow(), time.monotonic()
         attrs = {**_kind_attrs("eval"), "tracekit.eval.run_id": self.run_id, "tracekit.eval.task": self.task.name,
                  "tracekit.eval.case_id": sample.id, "tracekit.eval.epoch": epoch, "tracekit.eval.split": sample.split}
@@ -315,7 +316,7 @@ async def run_eval_async(
     exp = experiment_id or settings.experiment_id
     sel_splits = _check_splits(splits)
     done: set[tuple[str, int]] = set()
-    previous: list[dict[str, Any]] = []
+    previous: list[EvalResultRow] = []
     if resume:
         run_id = results.resolve_run(resume, settings.home)
         rec = _resume_settings(run_id, task, {"splits": sel_splits, "limit": limit, "epochs": epochs})
@@ -344,11 +345,15 @@ async def run_eval_async(
 
     config = {"time_limit": limit_s, "retries": n_retries, "metadata": task.metadata}
     revision = results.git_revision(Path(source.split(":")[0])) if source else None
-    header = {"run_id": run_id, "task": task.name, "source": source, "splits": json.dumps(sel_splits) if sel_splits else None,
-              "case_limit": limit, "epochs": n_epochs, "concurrency": conc, "samples": len(dataset),
-              "scorers": json.dumps(task.scorer_names), "config": results.jsonify(config),
-              "revision": json.dumps(revision) if revision else None, "experiment_id": exp, "project": settings.project}
-    results.write_run_event(store, {**header, "event": "resumed" if resume else "started"})
+
+    def run_event(event: str, metrics: str | None = None) -> EvalRunRow:
+        return {"run_id": run_id, "task": task.name, "event": event, "time": results.utcnow(), "source": source,
+                "splits": json.dumps(sel_splits) if sel_splits else None, "case_limit": limit, "epochs": n_epochs,
+                "concurrency": conc, "samples": len(dataset), "scorers": json.dumps(task.scorer_names), "metrics": metrics,
+                "config": results.jsonify(config), "revision": json.dumps(revision) if revision else None,
+                "experiment_id": exp, "project": settings.project}
+
+    results.write_run_event(store, run_event("resumed" if resume else "started"))
     writer = results.ResultWriter(store)
     runner = _Runner(task, run_id, epochs=n_epochs, concurrency=conc, time_limit=limit_s, retries=n_retries,
                      experiment_id=exp, writer=writer, on_result=on_result, total=len(units))
@@ -365,7 +370,7 @@ async def run_eval_async(
         flush()
         rows = previous + runner.rows
         metrics = summarize(rows, task.scorer_names, task.pass_k)
-        results.write_run_event(store, {**header, "event": status, "metrics": json.dumps(metrics)})
+        results.write_run_event(store, run_event(status, json.dumps(metrics)))
     if write_metrics:
         results.write_metric_contract(metrics)
     rows.sort(key=lambda r: (r["case_id"], int(r["epoch"])))

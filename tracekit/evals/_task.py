@@ -89,8 +89,10 @@ class Task:
         """True when the solver wants the whole Sample (first parameter named `sample`)."""
         if getattr(self.solver, "wants_sample", False):
             return True
+        if self.solver is None:
+            return False
         try:
-            params = list(inspect.signature(self.solver).parameters)  # type: ignore[arg-type]
+            params = list(inspect.signature(self.solver).parameters)
         except (TypeError, ValueError):
             return False
         return bool(params) and params[0] == "sample"

@@ -43,7 +43,7 @@ def _targets(sample: Sample, scorer: str) -> list[str]:
 
 
 def _named(fn: Callable[..., Any], name: str, inline: bool = True) -> Callable[..., Any]:
-    fn.name = name  # type: ignore[attr-defined]
+    fn.name = name  # type: ignore[attr-defined]  # a scorer is a plain function; its name is an attribute
     fn.__name__ = name
     fn.inline = inline  # type: ignore[attr-defined]  # cheap and pure: the harness calls it on its event loop
     return fn

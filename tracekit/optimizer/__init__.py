@@ -14,11 +14,12 @@ a row of the `experiments` table. Proposers: `anthropic` (Claude), `command` (an
 
 from __future__ import annotations
 
-from ._context import Section, register_section
+from ._context import register_section
 from ._ledger import STATUSES, Ledger
 from ._loop import Optimizer, Summary
 from ._proposer import Cost, Proposal, ProposalContext, Proposer, ProposerExhausted
 from ._proposers import PROPOSERS
+from ._section import Section
 from ._target import Noise, Target, load_target
 
 __all__ = [

@@ -16,6 +16,7 @@ harness's sections (failing cases, their trajectories) live in `_context_evals`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from ._section import Section, SectionInput
 
 if TYPE_CHECKING:
     from ..store import Database
+    from ..store._tables import ExperimentRow
     from ._target import Target
 
 
@@ -85,15 +87,15 @@ def _repair(inp: SectionInput) -> str:
 
 def _task(inp: SectionInput) -> str:
     t = inp.target
-    scored = [r for r in inp.rows if r["status"] in ("baseline", "keep") and r.get("metric") is not None]
-    best = (max if t.direction == "max" else min)(scored, key=lambda r: r["metric"]) if scored else None
+    scored = [(m, r["experiment_id"]) for r in inp.rows if r["status"] in ("baseline", "keep") and (m := r.get("metric")) is not None]
+    best = (max if t.direction == "max" else min)(scored, key=lambda s: s[0]) if scored else None
     counts = Counter(r["status"] for r in inp.rows)
     lines = [
         f"- metric: `{t.metric}`, {'lower' if t.direction == 'min' else 'higher'} is better",
         f"- incumbent (the code below): experiment {inp.parent.get('experiment_id')} with {t.metric} = {_fmt(inp.parent.get('metric'))}",
     ]
     if best:
-        lines.append(f"- best so far: {best['experiment_id']} with {_fmt(best['metric'])}")
+        lines.append(f"- best so far: {best[1]} with {_fmt(best[0])}")
     noise = inp.parent.get("noise")
     if noise is not None:
         lines.append(f"- run-to-run noise (stdev over baseline runs): {_fmt(noise)}; a keep must improve by more than "
@@ -131,11 +133,12 @@ def _history(inp: SectionInput) -> str:
 
 
 def _recent_diffs(inp: SectionInput) -> str:
-    rows = [r for r in inp.rows if r["status"] != "baseline" and r.get("diff")][-3:]
+    rows = [(r, diff) for r in inp.rows if r["status"] != "baseline" and (diff := r.get("diff"))][-3:]
     parts = []
-    for r in rows:
-        imp = "" if r["improvement"] is None else f", {r['improvement']:+.4g} vs its incumbent"
-        parts.append(f"### {r['experiment_id']} ({r['status']}{imp})\n```diff\n{elide(r['diff'].rstrip(), 2500)}\n```")
+    for r, diff in rows:
+        improvement = r["improvement"]
+        imp = "" if improvement is None else f", {improvement:+.4g} vs its incumbent"
+        parts.append(f"### {r['experiment_id']} ({r['status']}{imp})\n```diff\n{elide(diff.rstrip(), 2500)}\n```")
     return "\n\n".join(parts)
 
 
@@ -155,12 +158,12 @@ def _errors(inp: SectionInput) -> str:
         if f["status"] not in ("crash", "timeout") and not f.get("error"):
             continue
         block = [f"### {f['experiment_id']}: {f['status']} (run status {f.get('run_status')}, exit code {_fmt(f.get('exit_code'))})"]
-        if f.get("error"):
-            block.append(f"error: {elide(f['error'], 600)}")
+        if error := f.get("error"):
+            block.append(f"error: {elide(error, 600)}")
         for s in stacks.get(f["experiment_id"], [])[:2]:
             block.append("stack trace (from its spans):\n```\n" + elide(s, 2500, keep="tail") + "\n```")
-        if f.get("stderr_tail"):
-            block.append("stderr tail:\n```\n" + elide(f["stderr_tail"].rstrip(), 2500, keep="tail") + "\n```")
+        if stderr_tail := f.get("stderr_tail"):
+            block.append("stderr tail:\n```\n" + elide(stderr_tail.rstrip(), 2500, keep="tail") + "\n```")
         parts.append("\n".join(block))
     return "\n\n".join(parts)
 
@@ -187,8 +190,8 @@ def _curves(inp: SectionInput) -> str:
 def _output(inp: SectionInput) -> str:
     parts = []
     for f in inp.focus:
-        if f.get("stdout_tail"):
-            parts.append(f"### {f['experiment_id']} ({f['status']}) stdout tail\n```\n{elide(f['stdout_tail'].rstrip(), 1500, keep='tail')}\n```")
+        if stdout_tail := f.get("stdout_tail"):
+            parts.append(f"### {f['experiment_id']} ({f['status']}) stdout tail\n```\n{elide(stdout_tail.rstrip(), 1500, keep='tail')}\n```")
     return "\n\n".join(parts)
 
 
@@ -263,10 +266,10 @@ class ContextBuilder:
             out += "\n\n# Program (the human's direction)\n" + elide(program, 12000)
         return out + "\n\n# Output format\n" + fmt
 
-    def render(self, db: "Database", parent: dict[str, Any], rows: list[dict[str, Any]], files: dict[str, str],
+    def render(self, db: "Database", parent: Mapping[str, Any], rows: list[ExperimentRow], files: dict[str, str],
                repair: str | None = None) -> str:
         recent = [r for r in reversed(rows) if r["status"] not in ("invalid",) and r["experiment_id"] != parent.get("experiment_id")][:2]
-        focus = [parent] + recent
+        focus: list[Mapping[str, Any]] = [parent, *recent]
         db.refresh()
         inp = SectionInput(db, self.target, self.run_id, parent, rows, files, focus, repair, self.feedback == "traces")
         rendered: list[tuple[Section, str]] = []

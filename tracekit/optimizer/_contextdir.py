@@ -21,9 +21,10 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..store import sql_literal
+from ..store._tables import ExperimentRow
 from ._safefs import Dir, UnsafePath, remove_tree
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _csv(db: "Database", sql: str) -> str:
     return buf.getvalue()
 
 
-def _stream_text(ledger: "Ledger", row: dict[str, Any], stream: str) -> bytes:
+def _stream_text(ledger: "Ledger", row: ExperimentRow, stream: str) -> bytes:
     """A run's full stdout/stderr log, read without following links; the ledger's tail when it is gone."""
     result_path = ledger.exp_dir(row["experiment_id"]) / "result.json"
     try:
@@ -74,10 +75,11 @@ def _stream_text(ledger: "Ledger", row: dict[str, Any], stream: str) -> bytes:
                 return d.read(src.name)
     except (OSError, ValueError, AttributeError, UnsafePath):
         pass
-    return (row.get(f"{stream}_tail") or "").encode()
+    tail = row.get("stdout_tail") if stream == "stdout" else row.get("stderr_tail")
+    return (tail or "").encode()
 
 
-def _experiment(exps: Dir, db: "Database", ledger: "Ledger", row: dict[str, Any]) -> None:
+def _experiment(exps: Dir, db: "Database", ledger: "Ledger", row: ExperimentRow) -> None:
     """Write experiments/<id>/ once (decided experiments never change), via a temp folder renamed into place."""
     eid = row["experiment_id"]
     mode = exps.kind(eid)

@@ -108,8 +108,9 @@ def parse_reply(text: str, default_path: str | None = None) -> ParsedReply:
             j = i + 1
             while j < len(lines) and not lines[j].strip():
                 j += 1
-            if j < len(lines) and _FENCE.match(lines[j]):
-                fence = _FENCE.match(lines[j]).group(1)  # type: ignore[union-attr]
+            opening = _FENCE.match(lines[j]) if j < len(lines) else None
+            if opening:
+                fence = opening.group(1)
                 body: list[str] = []
                 k = j + 1
                 while k < len(lines) and lines[k].strip() != fence:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._errors import OptimizerError
 from .._util.termtext import clean
-from ..store._tables import EXPERIMENTS
+from ..store._tables import EXPERIMENTS, ExperimentRow
 from ._safefs import own_dir, write_file
 
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "invalid")
@@ -52,7 +52,7 @@ class Ledger:
         self.run_id = run_id
         self.store = Store(self.home)
         self.dir = self.home / "optimizer" / run_id
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[ExperimentRow] = []  # without the heavy columns, prompt and raw_output
         self.load()
 
     def exp_dir(self, experiment_id: str) -> Path:
@@ -62,14 +62,14 @@ class Ledger:
         import pyarrow.parquet as pq
 
         files = self.store.files("experiments")
-        rows: list[dict[str, Any]] = []
+        rows: list[ExperimentRow] = []
         for f in files:
             try:
                 t = pq.read_table(f, columns=LIGHT_COLUMNS, filters=[("run_id", "=", self.run_id)])
             except Exception as exc:
                 raise OptimizerError(f"ledger file {f} is unreadable ({exc}); move it aside to continue") from exc
-            rows.extend(t.to_pylist())
-        seen: dict[int, dict[str, Any]] = {}
+            rows.extend(cast(list[ExperimentRow], t.to_pylist()))  # the store wrote them to EXPERIMENTS' schema
+        seen: dict[int, ExperimentRow] = {}
         for r in rows:
             seen.setdefault(int(r["seq"]), r)  # a duplicate outcome cannot happen; keep the first if it did
         self.rows = [seen[k] for k in sorted(seen)]
@@ -118,20 +118,20 @@ class Ledger:
     def write_result(self, experiment_id: str, result: dict[str, Any]) -> None:
         _atomic_json(self.exp_dir(experiment_id) / "result.json", result, anchor=self.dir)
 
-    def write_outcome(self, row: dict[str, Any]) -> None:
+    def write_outcome(self, row: ExperimentRow) -> None:
         if row["experiment_id"] in self.done_ids:
             raise OptimizerError(f"experiment {row['experiment_id']} already has an outcome; refusing to write a duplicate")
         if row["status"] not in STATUSES:
             raise OptimizerError(f"status {row['status']!r} is not one of {STATUSES}")
         self.store.write("experiments", [row], durable=True)
-        light = {k: row.get(k) for k in LIGHT_COLUMNS}
+        light = cast(ExperimentRow, {k: row.get(k) for k in LIGHT_COLUMNS})  # the row less two keys
         self.rows.append(light)
         self.rows.sort(key=lambda r: int(r["seq"]))
         self.write_tsv()
 
     def write_tsv(self, metric_name: str | None = None) -> Path:
         """autoresearch's results.tsv: commit, <metric>, memory_gb, status, description."""
-        name = metric_name or next((r["metric_name"] for r in self.rows if r.get("metric_name")), "metric")
+        name = metric_name or next((m for r in self.rows if (m := r.get("metric_name"))), "metric")
         lines = ["\t".join(("commit", _tsv_cell(name), "memory_gb", "status", "description"))]
         for r in self.rows:
             lines.append("\t".join(tsv_fields(r)))
@@ -140,12 +140,12 @@ class Ledger:
         return path
 
 
-def keeps_in_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def keeps_in_order(rows: list[ExperimentRow]) -> list[ExperimentRow]:
     """Kept experiments in the order they were decided (with parallel workers that is not always seq order)."""
     return sorted((r for r in rows if r["status"] == "keep"), key=lambda r: (r.get("finished_at") is None, r.get("finished_at"), r["seq"]))
 
 
-def tsv_fields(r: dict[str, Any]) -> tuple[str, str, str, str, str]:
+def tsv_fields(r: ExperimentRow) -> tuple[str, str, str, str, str]:
     status = r["status"]
     tsv_status = {"baseline": "keep", "keep": "keep", "discard": "discard"}.get(status, "discard" if status == "invalid" else "crash")
     commit = (r.get("candidate_commit") or "0000000")[:7]

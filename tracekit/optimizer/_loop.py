@@ -23,6 +23,7 @@ from typing import Any
 
 from .._errors import OptimizerError
 from ..store import default_home
+from ..store._tables import ExperimentRow
 from ._execute import Executor, Flight, make_executor
 from ._ledger import Ledger
 from ._proposer import Proposer, ProposerExhausted
@@ -48,7 +49,7 @@ class Summary:
     cost_usd: float
     branch: str
     results_tsv: Path
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ExperimentRow] = field(default_factory=list)
 
 
 class Optimizer:

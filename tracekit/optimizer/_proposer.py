@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .._errors import OptimizerError
 
 if TYPE_CHECKING:
+    from ..store._tables import ExperimentRow
     from ._target import Target
 
 
@@ -69,7 +70,7 @@ class ProposalContext:
     parent_commit: str
     parent_metric: float | None
     files: dict[str, str]  # the parent's editable files
-    history: list[dict[str, Any]]  # ledger rows of this run, oldest first (no prompts)
+    history: list[ExperimentRow]  # ledger rows of this run, oldest first (no prompts)
     system: str  # the stable part of the prompt (rules, program, output format)
     prompt: str  # the per-experiment part (task card, file, history, trace sections)
     context_dir: Path  # read-only folder with everything in full (for agents that browse)

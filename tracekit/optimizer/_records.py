@@ -22,6 +22,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from .._errors import OptimizerError
+from ..store._tables import ExperimentRow
 from ._context import ContextBuilder, elide
 from ._execute import Flight, Parent
 from ._ledger import keeps_in_order
@@ -60,17 +61,20 @@ class Recorder(RunStage):
 
     # -- state derived from the ledger -------------------------------------------------------------
 
-    def _baseline_rows(self) -> list[dict[str, Any]]:
+    def _baseline_rows(self) -> list[ExperimentRow]:
         return [r for r in self.ledger.rows if r["status"] == "baseline" and r.get("metric") is not None]
 
+    def _baseline_metrics(self) -> list[float]:
+        return [m for r in self._baseline_rows() if (m := r.get("metric")) is not None]
+
     def baseline_metric(self) -> float | None:
-        vals = [r["metric"] for r in self._baseline_rows()]
+        vals = self._baseline_metrics()
         return sum(vals) / len(vals) if vals else None
 
     def noise(self) -> float | None:
         import statistics
 
-        vals = [r["metric"] for r in self._baseline_rows()]
+        vals = self._baseline_metrics()
         return statistics.stdev(vals) if len(vals) >= 2 else None
 
     def threshold(self, runs: int = 1) -> float:
@@ -85,7 +89,11 @@ class Recorder(RunStage):
         keeps = keeps_in_order(self.ledger.rows)
         if keeps:
             r = keeps[-1]
-            return Parent(r["experiment_id"], r["candidate_commit"], r["metric"])
+            commit = r.get("candidate_commit")
+            if not commit:
+                raise OptimizerError(f"the ledger's keep {r['experiment_id']} has no candidate_commit; "
+                                     "the experiments table of this run was changed by hand: restore it or start a new run")
+            return Parent(r["experiment_id"], commit, r.get("metric"))
         base = self._baseline_rows()
         return Parent(base[-1]["experiment_id"] if base else None, self.session.meta["baseline_commit"], self.baseline_metric())
 
@@ -95,7 +103,7 @@ class Recorder(RunStage):
         return dict(self._files_cache[commit])
 
     def known_hashes(self) -> dict[str, str]:
-        out = {r["content_hash"]: r["experiment_id"] for r in self.ledger.rows if r.get("content_hash") and r["status"] != "invalid"}
+        out = {h: r["experiment_id"] for r in self.ledger.rows if (h := r.get("content_hash")) and r["status"] != "invalid"}
         out.update(self.in_flight_hashes)
         return out
 
@@ -179,7 +187,7 @@ class Recorder(RunStage):
             ctx = ProposalContext(
                 target=self.target, run_id=self.session.run_id, experiment_id=f.experiment_id,
                 parent_id=parent.experiment_id or "", parent_commit=parent.commit, parent_metric=parent.metric,
-                files=files, history=[dict(r) for r in rows], system=system, prompt=prompt, context_dir=context_dir,
+                files=files, history=[r.copy() for r in rows], system=system, prompt=prompt, context_dir=context_dir,
                 scratch=scratch, feedback=self.feedback, noise=self.noise(), threshold=self.threshold(),
                 pending=[{"experiment_id": x.experiment_id, "content_hash": x.candidate.content_hash if x.candidate else None,
                           "diff": x.candidate.diff if x.candidate else ""} for x in flights],
@@ -261,14 +269,14 @@ class Recorder(RunStage):
 
     # -- records (runs and decisions: the RunStage base class, in _runs) -------------------------------
 
-    def _row(self, f: Flight, status: str, **extra: Any) -> dict[str, Any]:
+    def _row(self, f: Flight, status: str) -> ExperimentRow:
         p = f.proposal or Proposal()
         c = f.candidate
         trace_id, _ = self._ids(f.root)
         now = time.time()
         total = time.monotonic() - f.t0
         run_s = sum(float(r.get("wall_s") or 0.0) for r in f.results)
-        row: dict[str, Any] = {
+        return {
             "experiment_id": f.experiment_id, "run_id": self.session.run_id, "seq": f.seq, "status": status,
             "project": self.target.name, "target": str(self.target.root), "branch": self.session.branch.removeprefix("refs/heads/"),
             "parent_id": f.parent.experiment_id, "parent_commit": f.parent.commit, "candidate_commit": f.commit,
@@ -284,12 +292,11 @@ class Recorder(RunStage):
             "prompt": f.prompt or None, "raw_output": p.raw_output or None, "host": json.dumps(host_facts()),
             "noise": self.noise(), "threshold": self.threshold(),
         }
-        row.update(extra)
-        return row
 
     def record_invalid(self, f: Flight, exc: InvalidProposal) -> None:
         f.intent["error"] = str(exc)
-        row = self._row(f, "invalid", error=f"invalid ({exc.reason}): {exc}", candidate_commit=None)
+        row = self._row(f, "invalid")
+        row.update({"error": f"invalid ({exc.reason}): {exc}", "candidate_commit": None})
         self.ledger.write_outcome(row)
         if f.root is not None:
             f.root.set_attributes({"tracekit.optimizer.status": "invalid"})

@@ -15,10 +15,11 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import OptimizerError
 from .._util.termtext import clean
+from ..store._tables import ExperimentRow
 from ._ledger import keeps_in_order
 from ._safefs import write_file
 
@@ -43,41 +44,41 @@ def pick_run(home: Path, run_id: str | None) -> str:
         return run_id
     if not found:
         raise OptimizerError(f"no optimization run under {home}; start one with: tracekit optimize TARGET_DIR")
-    return found[-1]["run_id"]
+    return str(found[-1]["run_id"])
 
 
-def ledger_rows(home: Path, run_id: str) -> list[dict[str, Any]]:
+def ledger_rows(home: Path, run_id: str) -> list[ExperimentRow]:
     from ._ledger import Ledger
 
     return Ledger(home, run_id).rows
 
 
-def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def best_row(rows: list[ExperimentRow]) -> ExperimentRow | None:
     """The incumbent: the last keep decided (each keep beat the one before), else the last baseline."""
     keeps = keeps_in_order(rows)
     base = [r for r in rows if r["status"] == "baseline" and r.get("metric") is not None]
     return keeps[-1] if keeps else (base[-1] if base else None)
 
 
-def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+def counts(rows: list[ExperimentRow]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in rows:
         out[r["status"]] = out.get(r["status"], 0) + 1
     return out
 
 
-def summary_markdown(rows: list[dict[str, Any]], run_id: str = "", pending: int = 0) -> str:
+def summary_markdown(rows: list[ExperimentRow], run_id: str = "", pending: int = 0) -> str:
     if not rows:
         return f"# Run {run_id}\n\nNo experiments recorded yet.\n"
     metric = rows[0].get("metric_name") or "metric"
     direction = rows[0].get("direction") or "min"
-    base = [r["metric"] for r in rows if r["status"] == "baseline" and r.get("metric") is not None]
+    base = [m for r in rows if r["status"] == "baseline" and (m := r.get("metric")) is not None]
     base_mean = sum(base) / len(base) if base else None
     best = best_row(rows)
     c = counts(rows)
     cost = sum(r.get("cost_usd") or 0.0 for r in rows)
     run_s = sum(r.get("run_s") or 0.0 for r in rows)
-    overhead = [r["overhead_s"] / r["total_s"] for r in rows if r.get("total_s") and r.get("overhead_s") is not None
+    overhead = [o / t for r in rows if (t := r.get("total_s")) and (o := r.get("overhead_s")) is not None
                 and r["status"] != "invalid"]
     n_keep = c.get("keep", 0)
     lines = [f"# Run {run_id}: {len(rows)} experiments, {n_keep} kept improvement{'' if n_keep == 1 else 's'}", ""]
@@ -85,11 +86,12 @@ def summary_markdown(rows: list[dict[str, Any]], run_id: str = "", pending: int 
     if base_mean is not None:
         noise = rows[-1].get("noise")
         lines.append(f"- baseline: {base_mean:.6g} over {len(base)} runs" + (f" (noise stdev {noise:.3g})" if noise else ""))
-    if best is not None and best.get("metric") is not None:
+    best_metric = best.get("metric") if best is not None else None
+    if best is not None and best_metric is not None:
         rel = ""
         if base_mean:
-            rel = f", {100 * (best['metric'] - base_mean) / abs(base_mean):+.2f}% vs baseline"
-        lines.append(f"- best: {best['metric']:.6g} ({best['experiment_id']}, commit {str(best.get('candidate_commit'))[:10]}{rel})")
+            rel = f", {100 * (best_metric - base_mean) / abs(base_mean):+.2f}% vs baseline"
+        lines.append(f"- best: {best_metric:.6g} ({best['experiment_id']}, commit {str(best.get('candidate_commit'))[:10]}{rel})")
     lines.append("- statuses: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())) + (f", {pending} in flight" if pending else ""))
     lines.append(f"- proposer cost: ${cost:.4f}; run time {run_s / 60:.1f} min"
                  + (f"; tracekit overhead {100 * sum(overhead) / len(overhead):.2f}% of experiment time" if overhead else ""))
@@ -97,7 +99,7 @@ def summary_markdown(rows: list[dict[str, Any]], run_id: str = "", pending: int 
     if keeps:
         lines += ["", "## Kept improvements", "", f"| id | {metric} | improvement | change |", "|---|---|---|---|"]
         for r in keeps:
-            lines.append(f"| {r['experiment_id']} | {r['metric']:.6g} | {r.get('improvement') or 0:+.4g} | "
+            lines.append(f"| {r['experiment_id']} | {_g(r.get('metric'))} | {r.get('improvement') or 0:+.4g} | "
                          f"{_one_line(r.get('description')).replace('|', '/')[:120]} |")
     fails = [r for r in rows if r["status"] in ("crash", "timeout")]
     if fails:
@@ -108,11 +110,24 @@ def summary_markdown(rows: list[dict[str, Any]], run_id: str = "", pending: int 
     return clean("\n".join(lines) + "\n", tabs=False)
 
 
+def _g(value: float | None) -> str:
+    return f"{value:.6g}" if value is not None else "?"
+
+
 def _one_line(text: Any) -> str:
     return " ".join(str(text or "").split())
 
 
-def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Path:
+class _Point(NamedTuple):
+    """A measured experiment on the plot."""
+
+    seq: int
+    metric: float
+    status: str
+    description: str
+
+
+def plot_progress(rows: list[ExperimentRow], out: Path, title: str = "") -> Path:
     """Metric per experiment (discarded grey, kept green, failures marked at the bottom), running best as a step line."""
     try:
         import matplotlib
@@ -121,39 +136,40 @@ def plot_progress(rows: list[dict[str, Any]], out: Path, title: str = "") -> Pat
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise OptimizerError("the progress plot needs matplotlib: pip install 'tracekit-loop[plot]'") from exc
-    measured = [r for r in rows if r.get("metric") is not None and r["status"] in ("baseline", "keep", "discard")]
+    measured = [_Point(r["seq"], m, r["status"], r.get("description") or "") for r in rows
+                if (m := r.get("metric")) is not None and r["status"] in ("baseline", "keep", "discard")]
     if not measured:
         raise OptimizerError("no measured experiment yet; nothing to plot")
     direction = rows[0].get("direction") or "min"
     metric = rows[0].get("metric_name") or "metric"
     fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
-    disc = [r for r in measured if r["status"] == "discard"]
-    ax.scatter([r["seq"] for r in disc], [r["metric"] for r in disc], s=18, color="#bbbbbb", label="discarded", zorder=2)
-    kept = [r for r in measured if r["status"] in ("baseline", "keep")]
-    base_runs = [r for r in kept if r["status"] == "baseline"]
-    keep_runs = [r for r in kept if r["status"] == "keep"]
-    ax.scatter([r["seq"] for r in base_runs], [r["metric"] for r in base_runs], s=30, color="#1f77b4", label="baseline runs",
+    disc = [r for r in measured if r.status == "discard"]
+    ax.scatter([r.seq for r in disc], [r.metric for r in disc], s=18, color="#bbbbbb", label="discarded", zorder=2)
+    kept = [r for r in measured if r.status in ("baseline", "keep")]
+    base_runs = [r for r in kept if r.status == "baseline"]
+    keep_runs = [r for r in kept if r.status == "keep"]
+    ax.scatter([r.seq for r in base_runs], [r.metric for r in base_runs], s=30, color="#1f77b4", label="baseline runs",
                zorder=3)
-    ax.scatter([r["seq"] for r in keep_runs], [r["metric"] for r in keep_runs], s=40, color="#2ca02c", label="kept", zorder=3)
-    base = [r for r in kept if r["status"] == "baseline"]
-    best_x = [min(r["seq"] for r in base)] if base else []
-    best_y = [sum(r["metric"] for r in base) / len(base)] if base else []
-    for r in sorted((r for r in kept if r["status"] == "keep"), key=lambda r: r["seq"]):
-        better = not best_y or (r["metric"] < best_y[-1] if direction == "min" else r["metric"] > best_y[-1])
-        best_x.append(r["seq"])
-        best_y.append(r["metric"] if better else best_y[-1])  # the running best by proposal order
+    ax.scatter([r.seq for r in keep_runs], [r.metric for r in keep_runs], s=40, color="#2ca02c", label="kept", zorder=3)
+    base = [r for r in kept if r.status == "baseline"]
+    best_x = [min(r.seq for r in base)] if base else []
+    best_y = [sum(r.metric for r in base) / len(base)] if base else []
+    for r in sorted((r for r in kept if r.status == "keep"), key=lambda r: r.seq):
+        better = not best_y or (r.metric < best_y[-1] if direction == "min" else r.metric > best_y[-1])
+        best_x.append(r.seq)
+        best_y.append(r.metric if better else best_y[-1])  # the running best by proposal order
     last_seq = max(r["seq"] for r in rows)
     if best_x:
         ax.step(best_x + [last_seq], best_y + [best_y[-1]], where="post", color="#2ca02c", alpha=0.6, label="incumbent")
     for r in kept:
-        if r["status"] == "keep":
-            label = re.sub(r"\s*\([^)]*\)\s*$", "", r.get("description") or "")[:64]
-            ax.annotate(clean(_one_line(label)), (r["seq"], r["metric"]), textcoords="offset points",
+        if r.status == "keep":
+            label = re.sub(r"\s*\([^)]*\)\s*$", "", r.description)[:64]
+            ax.annotate(clean(_one_line(label)), (r.seq, r.metric), textcoords="offset points",
                         xytext=(4, 6), fontsize=7, color="#1f6f1f", rotation=20, parse_math=False)
     fails = [r for r in rows if r["status"] in ("crash", "timeout")]
     if fails:
-        lo = min(r["metric"] for r in measured)
-        hi = max(r["metric"] for r in measured)
+        lo = min(r.metric for r in measured)
+        hi = max(r.metric for r in measured)
         y = hi + 0.05 * (hi - lo or 1.0) if direction == "min" else lo - 0.05 * (hi - lo or 1.0)
         ax.scatter([r["seq"] for r in fails], [y] * len(fails), marker="x", color="#d62728", label="crash / timeout", zorder=3)
     n_keep = sum(1 for r in rows if r["status"] == "keep")

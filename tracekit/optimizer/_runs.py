@@ -18,6 +18,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from .._errors import OptimizerError
+from ..store._tables import ExperimentRow
 from ._execute import Executor, Flight, Parent
 from ._proposer import Cost, Proposal
 from ._safefs import remove_tree
@@ -65,7 +66,7 @@ class RunStage(ABC):
     def _ids(span: otel_trace.Span | None) -> tuple[str | None, str | None]: ...
 
     @abstractmethod
-    def _row(self, f: Flight, status: str, **extra: Any) -> dict[str, Any]: ...
+    def _row(self, f: Flight, status: str) -> ExperimentRow: ...
 
     def _spec(self, f: Flight, workspace: Path, backend: str) -> Any:
         from tracekit.sandbox import RunSpec
@@ -137,26 +138,33 @@ class RunStage(ABC):
         status = last.get("status")
         metrics = last.get("metrics") or {}
         value = metrics.get(t.metric) if status == "ok" else None
-        extra: dict[str, Any] = {
-            "run_status": status, "exit_code": last.get("exit_code"), "error": last.get("error"),
-            "stdout_tail": _tail(last.get("stdout")), "stderr_tail": _tail(last.get("stderr")),
-            "summary": json.dumps({**_key_values(last.get("stdout")), **metrics}), "run_span_id": last.get("span_id"),
-            "metric_runs": [r["metrics"][t.metric] for r in f.results if r.get("status") == "ok" and t.metric in (r.get("metrics") or {})],
-        }
+        runs: list[float] = [r["metrics"][t.metric] for r in f.results
+                             if r.get("status") == "ok" and t.metric in (r.get("metrics") or {})]
+        stdout_tail, stderr_tail = _tail(last.get("stdout")), _tail(last.get("stderr"))
+
+        def row_for(status_l: str) -> ExperimentRow:
+            row = self._row(f, status_l)
+            row.update({
+                "run_status": status, "exit_code": last.get("exit_code"), "error": last.get("error"),
+                "stdout_tail": stdout_tail, "stderr_tail": stderr_tail,
+                "summary": json.dumps({**_key_values(last.get("stdout")), **metrics}), "run_span_id": last.get("span_id"),
+                "metric_runs": runs,
+            })
+            return row
+
         if f.baseline:
             if value is None:
-                row = self._row(f, "crash", **extra)
+                row = row_for("crash")
                 self._record(f, row, span)
                 raise OptimizerError(f"the baseline run failed ({status}): {last.get('error') or ''}\n"
-                                     f"{extra['stderr_tail'] or extra['stdout_tail'] or ''}"[-3000:]
+                                     f"{stderr_tail or stdout_tail or ''}"[-3000:]
                                      + f"\nFix the target so its unmodified code runs and prints {t.metric}.")
-            row = self._row(f, "baseline", metric=value, **extra)
+            row = row_for("baseline")
+            row["metric"] = value
         elif value is None:
-            status_l = "timeout" if status == "timeout" else "crash"
-            row = self._row(f, status_l, **extra)
+            row = row_for("timeout" if status == "timeout" else "crash")
         else:
             inc = self.incumbent()
-            runs = extra["metric_runs"]
             metric = sum(runs) / len(runs)
             thr = self.threshold(len(runs))
             imp = t.improvement(metric, inc.metric) if inc.metric is not None else 0.0
@@ -173,9 +181,10 @@ class RunStage(ABC):
             commit = f.commit
             if status_l == "keep":
                 commit = self._advance(f)
-            row = self._row(f, status_l, metric=metric, parent_metric=inc.metric, delta=metric - inc.metric
-                            if inc.metric is not None else None, improvement=imp, confirmed=confirmed,
-                            candidate_commit=commit, threshold=thr, **extra)
+            row = row_for(status_l)
+            row.update({"metric": metric, "parent_metric": inc.metric,
+                        "delta": metric - inc.metric if inc.metric is not None else None, "improvement": imp,
+                        "confirmed": confirmed, "candidate_commit": commit, "threshold": thr})
         self._record(f, row, span)
         return None
 
@@ -192,7 +201,7 @@ class RunStage(ABC):
         return new
 
 
-    def _record(self, f: Flight, row: dict[str, Any], span: Any) -> None:
+    def _record(self, f: Flight, row: ExperimentRow, span: Any) -> None:
         span.set_attributes({"tracekit.optimizer.status": row["status"],
                              "tracekit.optimizer.metric": row.get("metric") if row.get("metric") is not None else float("nan"),
                              "tracekit.optimizer.improvement": row.get("improvement") if row.get("improvement") is not None else 0.0})

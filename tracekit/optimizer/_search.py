@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import OptimizerError
+from ..store._tables import ExperimentRow
 from ._proposer import Cost, Proposal, ProposalContext, ProposerExhausted
 from ._tunables import Tunable, Value, changes_from_diff, find_tunables, format_value, set_values
 from ._validate import content_hash
@@ -117,12 +118,12 @@ class SearchProposer:
     # -- learning from the ledger ----------------------------------------------------------------
 
     @staticmethod
-    def outcomes(history: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[str, float]]]:
+    def outcomes(history: list[ExperimentRow]) -> dict[tuple[str, str], list[tuple[str, float]]]:
         """(setting, direction) -> [(outcome, improvement)] in ledger order; outcome win|weak|loss|fail."""
         out: dict[tuple[str, str], list[tuple[str, float]]] = {}
         for r in history:
-            status = r.get("status")
-            if status not in ("keep", "discard", "crash", "timeout") or not r.get("diff"):
+            status, diff = r.get("status"), r.get("diff")
+            if status not in ("keep", "discard", "crash", "timeout") or not diff:
                 continue
             imp = r.get("improvement")
             imp = float(imp) if imp is not None and math.isfinite(imp) else 0.0
@@ -132,7 +133,7 @@ class SearchProposer:
                 outcome = "weak" if imp > 0 else "loss"
             else:
                 outcome = "fail"
-            for name, (old, new) in changes_from_diff(r["diff"]).items():
+            for name, (old, new) in changes_from_diff(diff).items():
                 out.setdefault((name, _sign(old, new)), []).append((outcome, imp))
         return out
 

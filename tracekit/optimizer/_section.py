@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +10,7 @@ from ..store import sql_literal
 
 if TYPE_CHECKING:
     from ..store import Database
+    from ..store._tables import ExperimentRow
     from ._target import Target
 
 
@@ -18,10 +19,11 @@ class SectionInput:
     db: "Database"
     target: "Target"
     run_id: str
-    parent: dict[str, Any]
-    rows: list[dict[str, Any]]  # the run's `experiments` rows (the ledger's, in memory), oldest first
+    # the incumbent's row with the noise and threshold in force; only those while its baseline still runs
+    parent: Mapping[str, Any]
+    rows: list[ExperimentRow]  # the run's `experiments` rows (the ledger's, in memory), oldest first
     files: dict[str, str]
-    focus: list[dict[str, Any]]  # experiments whose traces to show: the parent and recent runs
+    focus: list[Mapping[str, Any]]  # experiments whose traces to show: the parent and recent runs
     repair: str | None = None
     trace: bool = True  # False with --feedback scores: no failure reasons in the history either
 

@@ -81,9 +81,10 @@ def _row_bytes(col: Any) -> tuple[Any, Any]:
                 if pa.types.is_string(child.type):
                     per_item = pc.add(per_item, pc.fill_null(pc.binary_length(child), 0).cast(pa.int64()))
         sums = pa.table({"p": parents, "b": per_item}).group_by("p").aggregate([("b", "sum")])
-        text = pa.nulls(n, pa.int64()).fill_null(0).to_pylist()
+        text: list[int | None] = [0] * n
         for p, b in zip(sums.column("p").to_pylist(), sums.column("b_sum").to_pylist()):
-            text[p] = b
+            if p is not None:  # a group key: a row's index, never null
+                text[p] = b
         return pa.array(text, pa.int64()), items
     zeros = pa.nulls(n, pa.int64()).fill_null(0)
     return zeros, zeros
@@ -91,13 +92,14 @@ def _row_bytes(col: Any) -> tuple[Any, Any]:
 
 def check_sizes(t: "pa.Table", notes: list[str]) -> "pa.Table":
     """Rows with a field over MAX_FIELD_BYTES (or a list over MAX_LIST_ITEMS) are refused."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     for name in t.column_names:
         if not t.num_rows:
             break
         text, items = _row_bytes(t.column(name))
-        ok = pc.and_(pc.less_equal(text, MAX_FIELD_BYTES), pc.less_equal(items, MAX_LIST_ITEMS))
+        ok = pc.and_(pc.less_equal(text, pa.scalar(MAX_FIELD_BYTES)), pc.less_equal(items, pa.scalar(MAX_LIST_ITEMS)))
         t = _keep(t, ok, f"{name} over {MAX_FIELD_BYTES} bytes or {MAX_LIST_ITEMS} items (keep fields small; "
                          "tracekit's own capture stays under max_field_chars)", notes)
     return t
@@ -155,12 +157,12 @@ def check_spans(t: "pa.Table", ids: RunIds, others: set[str], own: set[str], not
                  _id_ok(t.column("parent_span_id"), SPAN_ID, nullable=True))
     t = _keep(t, ok, "malformed trace_id / span_id / parent_span_id (32 / 16 lowercase hex digits)", notes)
     if ids.span_id:
-        t = _keep(t, pc.not_equal(t.column("span_id"), ids.span_id), "span_id of the harness's own run span", notes)
+        t = _keep(t, pc.not_equal(t.column("span_id"), pa.scalar(ids.span_id)), "span_id of the harness's own run span", notes)
     taken = pa.array(sorted(others), pa.string())
     t = _keep(t, pc.invert(pc.is_in(t.column("trace_id"), value_set=taken)),
               "trace_id of a trace the store already holds (another run's or experiment's)", notes)
     if ids.trace_id and own:
-        mine = pc.equal(t.column("trace_id"), ids.trace_id)
+        mine = pc.equal(t.column("trace_id"), pa.scalar(ids.trace_id))
         reused = pc.is_in(t.column("span_id"), value_set=pa.array(sorted(own), pa.string()))
         t = _keep(t, pc.invert(pc.and_(mine, reused)), "span_id the store already holds in the run's trace", notes)
     return _unique(t, ["trace_id", "span_id"], "(trace_id, span_id)", notes)
@@ -170,10 +172,10 @@ def check_eval_runs(t: "pa.Table", store: "Store", notes: list[str]) -> "pa.Tabl
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    run_ids = set(t.column("run_id").to_pylist())
+    run_ids: set[str] = {r for r in t.column("run_id").to_pylist() if r is not None}  # required: never null
     taken = {r for (r,) in existing(store, "eval_runs", "run_id", run_ids)} | {
         r for (r,) in existing(store, "eval_results", "run_id", run_ids)}
-    ok = pc.and_(pc.less_equal(pc.binary_length(t.column("run_id")), 200),
+    ok = pc.and_(pc.less_equal(pc.binary_length(t.column("run_id")), pa.scalar(200)),
                  pc.invert(pc.is_in(t.column("run_id"), value_set=pa.array(sorted(taken), pa.string()))))
     return _keep(t, ok, "eval run id the store already holds (or longer than 200 characters)", notes)
 

@@ -14,6 +14,8 @@ it left behind is killed. With `otlp`, a small OTLP/HTTP receiver on 127.0.0.1 s
 bodies in a spool folder (the harness decodes and validates them afterwards).
 """
 
+from __future__ import annotations
+
 import ctypes
 import errno
 import fcntl
@@ -27,6 +29,39 @@ import sys
 import threading
 import time
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every run ~10 ms; mypy reads the block all the same
+if TYPE_CHECKING:
+    from typing import BinaryIO, NoReturn, NotRequired, TypedDict
+
+    from ._view import View
+
+    class Drop(TypedDict):
+        uid: int
+        gid: int
+
+    class Otlp(TypedDict):
+        dir: str  # the spool folder inside the run
+        max_bytes: int  # of all request bodies together
+
+    Seed = TypedDict("Seed", {"from": str, "to": str})  # `from` is a keyword: the functional form
+
+    class Config(TypedDict):
+        """The harness's JSON argument (`sandbox/_supervise.py` `run`, completed by `sandbox/_backends.py`)."""
+
+        argv: list[str]
+        cwd: str
+        ctl_fd: int
+        status_fd: int
+        mode: str  # pidns | local
+        rlimits: NotRequired[dict[str, list[int]]]  # RLIMIT_* name -> [soft, hard]
+        otlp: NotRequired[Otlp]
+        seed: NotRequired[Seed]
+        hold: NotRequired[bool]
+        view: NotRequired[View]  # the unshare backend only, with the three below
+        lo_up: NotRequired[bool]
+        drop: NotRequired[Drop]
+        seccomp_fd: NotRequired[int]
+
 
 class CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -39,14 +74,14 @@ class CapData(ctypes.Structure):
 libc = ctypes.CDLL(None, use_errno=True)
 
 
-def send(fd, **event):
+def send(fd: int, **event: object) -> None:
     try:
         os.write(fd, (json.dumps(event) + "\n").encode())
     except OSError:
         pass
 
 
-def lo_up():
+def lo_up() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         req = struct.pack("16sH14s", b"lo", 0, b"")
@@ -56,7 +91,7 @@ def lo_up():
         s.close()
 
 
-def drop_privileges(drop):
+def drop_privileges(drop: Drop | None) -> None:
     """Leave root for good: `drop` {uid, gid} (real root) or stay uid 0 of the user namespace; either
     way no capabilities (bounding, ambient, effective, permitted), securebits locked, no new privileges."""
     for cap in range(64):
@@ -85,7 +120,7 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
 
-def load_seccomp(fd):
+def load_seccomp(fd: int) -> None:
     """Install the BPF program read from `fd` (built by the harness with libseccomp) on this process."""
     data = b""
     while True:
@@ -101,18 +136,18 @@ def load_seccomp(fd):
         raise OSError(ctypes.get_errno(), "cannot install the seccomp filter")
 
 
-def seed(cfg):
+def seed(cfg: Seed) -> None:
     """Copy the workspace's first contents into the run's tmpfs (symlinks as symlinks, specials skipped)."""
     import shutil
 
-    def ignore(folder, names):
+    def ignore(folder: str, names: list[str]) -> list[str]:
         return [n for n in names if not (os.path.isdir(os.path.join(folder, n)) or os.path.islink(os.path.join(folder, n))
                                          or os.path.isfile(os.path.join(folder, n)))]
 
     shutil.copytree(cfg["from"], cfg["to"], symlinks=True, ignore=ignore, dirs_exist_ok=True)
 
 
-def child(cfg, env):
+def child(cfg: Config, env: dict[str, str]) -> NoReturn:
     argv = cfg["argv"]
     try:
         os.setsid()
@@ -141,12 +176,12 @@ def child(cfg, env):
 
 
 class Tree:
-    def __init__(self, pidns):
+    def __init__(self, pidns: bool) -> None:
         self.pidns = pidns
         self.me = os.getpid()
 
-    def descendants(self):
-        children = {}
+    def descendants(self) -> list[int]:
+        children: dict[int, list[int]] = {}
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
@@ -165,7 +200,7 @@ class Tree:
             todo.extend(children.get(p, []))
         return out
 
-    def signal_all(self, sig):
+    def signal_all(self, sig: int) -> None:
         if self.pidns:
             try:
                 os.kill(-1, sig)
@@ -182,7 +217,7 @@ class Tree:
 class Receiver:
     """A minimal OTLP/HTTP server: each POST body becomes one file in `dir` (total capped)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Otlp) -> None:
         self.dir = cfg["dir"]
         self.max_bytes = cfg["max_bytes"]
         self.used = 0
@@ -194,10 +229,10 @@ class Receiver:
         self.port = self.sock.getsockname()[1]
         self.active = 0
 
-    def start(self):
+    def start(self) -> None:
         threading.Thread(target=self.accept_loop, daemon=True).start()
 
-    def accept_loop(self):
+    def accept_loop(self) -> None:
         while True:
             try:
                 conn, _ = self.sock.accept()
@@ -210,7 +245,7 @@ class Receiver:
                 self.active += 1
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
-    def serve(self, conn):
+    def serve(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(60)
             f = conn.makefile("rb")
@@ -223,7 +258,7 @@ class Receiver:
                 self.active -= 1
             conn.close()
 
-    def one_request(self, conn, f):
+    def one_request(self, conn: socket.socket, f: BinaryIO) -> bool:
         line = f.readline(8192)
         if not line:
             return False
@@ -231,7 +266,7 @@ class Receiver:
         if len(parts) != 3:
             return False
         method, path = parts[0], parts[1]
-        headers = {}
+        headers: dict[str, str] = {}
         for _ in range(100):
             h = f.readline(8192)
             if h in (b"\r\n", b"\n", b""):
@@ -254,7 +289,7 @@ class Receiver:
         conn.sendall(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(reply)}\r\n\r\n".encode() + reply)
         return ok and headers.get("connection", "").lower() != "close"
 
-    def read_body(self, f, headers):
+    def read_body(self, f: BinaryIO, headers: dict[str, str]) -> tuple[bytes, bool]:
         if headers.get("transfer-encoding", "").lower() == "chunked":
             chunks, total = [], 0
             while True:
@@ -273,14 +308,14 @@ class Receiver:
             return b"", False
         return f.read(length), True
 
-    def reserve(self, n):
+    def reserve(self, n: int) -> bool:
         with self.lock:
             if self.used + n > self.max_bytes:
                 return False
             self.used += n
             return True
 
-    def store(self, body, is_json, gz):
+    def store(self, body: bytes, is_json: bool, gz: bool) -> None:
         with self.lock:
             self.seq += 1
             seq = self.seq
@@ -291,8 +326,8 @@ class Receiver:
         os.rename(tmp, os.path.join(self.dir, name))
 
 
-def main():
-    cfg = json.loads(sys.argv[1])
+def main() -> NoReturn:
+    cfg: Config = json.loads(sys.argv[1])
     ctl, st = cfg["ctl_fd"], cfg["status_fd"]
     os.set_inheritable(ctl, False)
     os.set_inheritable(st, False)
@@ -303,7 +338,10 @@ def main():
         lo_up()
     if cfg.get("view") is not None:  # the unshare backend: build the file system view, then leave root
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import _view
+        if TYPE_CHECKING:
+            from . import _view
+        else:
+            import _view  # run by path: the folder is on sys.path, not the package
 
         drop = cfg.get("drop")
         _view.build(cfg["view"], owner=(drop["uid"], drop["gid"]) if drop else None)
@@ -340,7 +378,7 @@ def main():
     tree = Tree(pidns)
     release = threading.Event()  # the harness copied what it needs out of the run's tmpfs
 
-    def control():
+    def control() -> None:
         while True:
             try:
                 b = os.read(ctl, 1)

@@ -84,8 +84,8 @@ def _check(store: Any, tables: dict[str, "pa.Table"], ids: _rowcheck.RunIds, pro
 
     out = {name: _rowcheck.retag(_rowcheck.check_sizes(t, problems), ids) for name, t in tables.items()}
     out["eval_runs"] = _rowcheck.check_eval_runs(out["eval_runs"], store, problems)
-    started = set(out["eval_runs"].column("run_id").to_pylist())
-    trace_ids = set(pc.unique(out["spans"].column("trace_id")).to_pylist())
+    started: set[str] = {r for r in out["eval_runs"].column("run_id").to_pylist() if r is not None}  # required: never null
+    trace_ids: set[str] = {t for t in pc.unique(out["spans"].column("trace_id")).to_pylist() if t is not None}
     trace_ids |= {t for t in pc.unique(out["eval_results"].column("trace_id")).to_pylist() if t}
     others, own = _rowcheck.claimed_traces(store, ids, trace_ids)
     out["spans"] = _rowcheck.check_spans(out["spans"], ids, others, own, problems)

@@ -168,9 +168,9 @@ class Supervisor:
             self._supervise(proc, cg, ctl_w, _StatusReader(st_r), pumps)
         finally:
             os.close(ctl_w)
-            for fd in [self.view_fd, *self.disk_fds]:
-                if fd is not None:
-                    os.close(fd)
+            for held in [self.view_fd, *self.disk_fds]:
+                if held is not None:
+                    os.close(held)
             if proc is not None:
                 try:
                     proc.wait(timeout=5)

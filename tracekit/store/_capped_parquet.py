@@ -17,14 +17,16 @@ dense. Memory stays within a small multiple of the byte budget whatever the file
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreError
 from ._schema import Table
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 BATCH_ROWS = 1024
 MAX_PAGES = 100_000  # per file; walking the headers costs Python time per page
@@ -67,7 +69,8 @@ class _Thrift:
         n = self.varint()
         return (n >> 1) ^ -(n & 1)
 
-    def fields(self):  # type: ignore[no-untyped-def]
+    def fields(self) -> Iterator[tuple[int, int]]:
+        """(field id, Thrift type) of each field of the struct here, up to its stop byte."""
         last = 0
         while True:
             b = self.byte()
@@ -167,7 +170,7 @@ def _pages(data: memoryview, start: int, length: int, num_values: int) -> tuple[
     return biggest[True] + biggest[False], values, pages
 
 
-def check_pages(data: bytes, meta: object, columns: set[str]) -> tuple[int, int]:
+def check_pages(data: bytes, meta: pq.FileMetaData, columns: set[str]) -> tuple[int, int]:
     """What decoding the top-level `columns` holds in memory at once, from the page headers.
 
     parquet-cpp keeps one decompressed page (plus its dictionary) per column while it reads, so
@@ -176,10 +179,10 @@ def check_pages(data: bytes, meta: object, columns: set[str]) -> tuple[int, int]
     view = memoryview(data)
     pages = 0
     per_column: dict[str, tuple[int, int]] = {}
-    if meta.num_row_groups * meta.num_columns > MAX_PAGES:  # type: ignore[attr-defined]
+    if meta.num_row_groups * meta.num_columns > MAX_PAGES:
         raise ValueError(f"more than {MAX_PAGES} column chunks")
-    for rg in range(meta.num_row_groups):  # type: ignore[attr-defined]
-        group = meta.row_group(rg)  # type: ignore[attr-defined]
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
         for c in range(group.num_columns):
             col = group.column(c)
             if col.path_in_schema.split(".")[0] not in columns:
@@ -198,28 +201,28 @@ def check_pages(data: bytes, meta: object, columns: set[str]) -> tuple[int, int]
     return sum(s for s, _ in per_column.values()), sum(v for _, v in per_column.values())
 
 
-def _dense_bytes(arr: "pa.Array") -> int:
+def _dense_bytes(arr: pa.Array[Any]) -> int:
     """What `arr` occupies once every dictionary is expanded, computed without expanding it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = arr.type
-    if pa.types.is_dictionary(t):
+    if isinstance(arr, pa.DictionaryArray):
         values = arr.dictionary
-        if pa.types.is_string(values.type) or pa.types.is_binary(values.type):
+        lengths: pa.Array[Any]
+        if isinstance(values, (pa.StringArray, pa.BinaryArray)):
             lengths = pc.binary_length(values)
         else:
             lengths = pa.array([values.nbytes // max(len(values), 1)] * len(values), pa.int64())
         taken = pc.sum(pc.take(lengths, arr.indices)).as_py() or 0
         return int(taken) + VALUE_BYTES * len(arr)
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
+    if isinstance(arr, (pa.ListArray, pa.LargeListArray)) and not isinstance(arr, pa.MapArray):  # pa.types.is_list
         return VALUE_BYTES * (len(arr) + 1) + _dense_bytes(arr.flatten())
-    if pa.types.is_struct(t):
+    if isinstance(arr, pa.StructArray):
         return sum(_dense_bytes(child) for child in arr.flatten()) + len(arr) // 8
     return int(arr.nbytes)
 
 
-def _batch_bytes(batch: "pa.RecordBatch") -> int:
+def _batch_bytes(batch: pa.RecordBatch) -> int:
     return sum(_dense_bytes(col) for col in batch.columns)
 
 

@@ -85,12 +85,26 @@ _lock = threading.Lock()
 _prices: dict[str, ModelPrice] | None = None
 
 
+_PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
+
+
+def _rate(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
 def _coerce(model: str, value: Any) -> ModelPrice:
     if isinstance(value, ModelPrice):
         return value
     if isinstance(value, Mapping):
         try:
-            return ModelPrice(**{k: (float(v) if v is not None else None) for k, v in value.items()})
+            unknown = sorted(str(k) for k in value if k not in _PRICE_KEYS)
+            if unknown:
+                raise TypeError(f"unknown keys {unknown}")
+            missing = [k for k in ("input", "output") if value.get(k) is None]
+            if missing:
+                raise TypeError(f"no {' or '.join(missing)} rate")
+            return ModelPrice(float(value["input"]), float(value["output"]),
+                              _rate(value.get("cache_write")), _rate(value.get("cache_read")))
         except (TypeError, ValueError) as exc:
             raise ConfigError(
                 f"price for {model!r} must look like {{'input': 3.0, 'output': 15.0, 'cache_write': 3.75, "

@@ -12,7 +12,10 @@ table in its key-value metadata.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCHEMA_VERSION = 1
 SCHEMA_KEY = b"tracekit.schema_version"
@@ -27,10 +30,10 @@ class Type:
     item: "Type | None" = None  # for list
     fields: tuple[tuple[str, "Type"], ...] = ()  # for struct
 
-    def arrow(self) -> Any:
+    def arrow(self) -> pa.DataType:
         import pyarrow as pa
 
-        simple = {
+        simple: dict[str, pa.DataType] = {
             "string": pa.string(),
             "json": pa.string(),
             "int64": pa.int64(),
@@ -121,7 +124,7 @@ class Table:
     columns: tuple[Column, ...]
     key: tuple[str, ...] = field(default=())  # columns that identify a row (used by compaction checks)
 
-    def arrow_schema(self) -> Any:
+    def arrow_schema(self) -> pa.Schema:
         import pyarrow as pa
 
         return pa.schema(

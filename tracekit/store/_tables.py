@@ -7,12 +7,18 @@ holds without importing the components that write them (docs/design/architecture
 
 `eval_runs` gets a row when a run starts (again when it is resumed) and when it finishes or is
 interrupted; the latest row tells a run's state.
+
+The rows that code builds and reads have TypedDicts beside their tables (`ExperimentRow`,
+`EvalResultRow`, `EvalRunRow`): a NOT NULL column is a `Required` key of its Python type, any
+other column a key that may be missing (written as null) or None. JSON columns hold JSON text.
+tests/test_types.py fails when a TypedDict and its table disagree, so neither drifts.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TypedDict finds its Required keys only in evaluated annotations.
+import datetime as dt
 import json
 from pathlib import Path
+from typing import Required, TypedDict
 
 from ._schema import (
     BOOL,
@@ -158,6 +164,65 @@ EXPERIMENTS = register_table(Table(
     ),
 ))
 
+
+class ExperimentRow(TypedDict, total=False):
+    """A row of `experiments`, as the optimizer builds it and reads it back."""
+
+    experiment_id: Required[str]
+    run_id: Required[str]
+    seq: Required[int]
+    status: Required[str]
+    project: str | None
+    target: str | None
+    branch: str | None
+    parent_id: str | None
+    parent_commit: str | None
+    candidate_commit: str | None
+    metric_name: str | None
+    direction: str | None
+    metric: float | None
+    metric_runs: list[float] | None
+    parent_metric: float | None
+    delta: float | None
+    improvement: float | None
+    threshold: float | None
+    noise: float | None
+    description: str | None
+    diff: str | None
+    files_changed: list[str] | None
+    diff_lines: int | None
+    content_hash: str | None
+    proposer: str | None
+    model: str | None
+    feedback: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    cost_usd: float | None
+    context_s: float | None
+    propose_s: float | None
+    validate_s: float | None
+    run_s: float | None
+    total_s: float | None
+    overhead_s: float | None
+    run_status: str | None
+    exit_code: int | None
+    error: str | None
+    stdout_tail: str | None
+    stderr_tail: str | None
+    summary: str | None
+    trace_id: str | None
+    run_span_id: str | None
+    attempt: int | None
+    repair_of: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    prompt: str | None
+    raw_output: str | None
+    host: str | None
+    confirmed: bool | None
+
 EVAL_RESULTS = register_table(Table(
     name="eval_results",
     doc="One row per eval case and epoch: the output, its scores, pass/fail, the error of a crashed case, and the case's trace.",
@@ -189,6 +254,34 @@ EVAL_RESULTS = register_table(Table(
     ),
 ))
 
+
+class EvalResultRow(TypedDict, total=False):
+    """A row of `eval_results`: one case and epoch, as the eval runner builds it and reads it back."""
+
+    run_id: Required[str]
+    task: Required[str]
+    case_id: Required[str]
+    epoch: Required[int]
+    split: str | None
+    input: str | None
+    target: str | None
+    output: str | None
+    metadata: str | None
+    score: Required[float]
+    passed: Required[bool]
+    scores: str | None
+    explanation: str | None
+    status: Required[str]
+    error: str | None
+    traceback: str | None
+    attempts: int | None
+    trace_id: str | None
+    span_id: str | None
+    experiment_id: str | None
+    project: str | None
+    start_time: dt.datetime | None
+    duration_ms: float | None
+
 EVAL_RUNS = register_table(Table(
     name="eval_runs",
     doc="Eval run events: started (also on resume), finished, interrupted; with the run's settings and final metrics.",
@@ -212,3 +305,24 @@ EVAL_RUNS = register_table(Table(
         Column("project", STRING, "tracekit project."),
     ),
 ))
+
+
+class EvalRunRow(TypedDict, total=False):
+    """A row of `eval_runs`: one event of an eval run."""
+
+    run_id: Required[str]
+    task: Required[str]
+    event: Required[str]
+    time: Required[dt.datetime]
+    source: str | None
+    splits: str | None
+    case_limit: int | None
+    epochs: int | None
+    concurrency: int | None
+    samples: int | None
+    scorers: str | None
+    metrics: str | None
+    config: str | None
+    revision: str | None
+    experiment_id: str | None
+    project: str | None

@@ -136,10 +136,10 @@ class Trajectory:
                 return {k: conv(v) for k, v in value.items()}
             return value
 
-        out = conv(dataclasses.asdict(self))
+        out: dict[str, Any] = conv(dataclasses.asdict(self))
         out.update(input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                    total_cost_usd=self.total_cost_usd, llm_call_count=self.llm_call_count)
-        return out  # type: ignore[no-any-return]
+        return out
 
 
 def _loads(text: Any) -> Any:

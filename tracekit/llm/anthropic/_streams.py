@@ -23,6 +23,10 @@ from ._content import _get
 if TYPE_CHECKING:
     from ._call import Call
 
+    _Proxy = wrapt.ObjectProxy[Any]  # the SDK's stream objects, not imported here (anthropic is optional)
+else:
+    _Proxy = wrapt.ObjectProxy  # generic only in wrapt 2
+
 log = logging.getLogger("tracekit")
 
 
@@ -135,7 +139,7 @@ def _watch(proxy: Any, rec: StreamRecord) -> None:
     weakref.finalize(proxy, rec.finish, "abandoned")
 
 
-class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class TracedStream(_Proxy):
     """`Stream[RawMessageStreamEvent]` from `create(stream=True)`."""
 
     def __init__(self, wrapped: Any, call: "Call") -> None:
@@ -179,7 +183,7 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_rec.finish("closed")
 
 
-class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class TracedAsyncStream(_Proxy):
     """`AsyncStream[RawMessageStreamEvent]` from `await create(stream=True)`."""
 
     def __init__(self, wrapped: Any, call: "Call") -> None:
@@ -247,7 +251,8 @@ class TracedMessageStream(TracedStream):
 
     def get_final_text(self) -> str:
         self.until_done()
-        return self.__wrapped__.get_final_text()  # type: ignore[no-any-return]
+        text: str = self.__wrapped__.get_final_text()
+        return text
 
 
 class TracedAsyncMessageStream(TracedAsyncStream):
@@ -278,10 +283,11 @@ class TracedAsyncMessageStream(TracedAsyncStream):
 
     async def get_final_text(self) -> str:
         await self.until_done()
-        return await self.__wrapped__.get_final_text()  # type: ignore[no-any-return]
+        text: str = await self.__wrapped__.get_final_text()
+        return text
 
 
-class TracedStreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
+class TracedStreamManager(_Proxy):
     """`MessageStreamManager`: the request (and the span) starts at `__enter__`."""
 
     def __init__(self, wrapped: Any, start: Callable[[], "Call | None"]) -> None:
@@ -306,7 +312,7 @@ class TracedStreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
                 self._self_stream._self_rec.finish("closed")
 
 
-class TracedAsyncStreamManager(wrapt.ObjectProxy):  # type: ignore[misc]
+class TracedAsyncStreamManager(_Proxy):
     """`AsyncMessageStreamManager` (`async with`)."""
 
     def __init__(self, wrapped: Any, start: Callable[[], "Call | None"]) -> None:
