@@ -19,7 +19,7 @@ made itself unable to write anywhere. Three independent fences, each enough on i
    no INSTALL/LOAD), no extension autoloading, no temp directory (no spilling to disk), a
    `memory_limit`, and `lock_configuration = true` so no statement can change any of it.
 3. The kernel: the worker process restricted itself with Landlock before importing DuckDB
-   (`tracekit/_landlock.py`: read-only everywhere, no file created, written, truncated, renamed or
+   (`tracekit/_util/landlock.py`: read-only everywhere, no file created, written, truncated, renamed or
    deleted, no TCP), with a data-size rlimit and a zero file-size rlimit on top.
 
 Each query runs in its own cursor with a timer that interrupts it at the time limit; rows stream

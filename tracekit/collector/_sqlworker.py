@@ -5,7 +5,7 @@
 Started by `_sqlpool.SqlService`, one per concurrent query. Before it imports DuckDB it takes away
 its own rights, so that nothing a statement does can reach past them:
 
-- Landlock (`tracekit/_landlock.py`): read-only everywhere (no file or folder created, written,
+- Landlock (`tracekit/_util/landlock.py`): read-only everywhere (no file or folder created, written,
   truncated, renamed or deleted, no program executed), no TCP, no signals or abstract sockets
   outside itself. Binds root too. Without Landlock it says so in its hello (the collector
   reports it in /health and the serve banner) and DuckDB's settings are the file fence left.

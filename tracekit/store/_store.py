@@ -13,7 +13,7 @@ share, writes the merged file, records ``{output, sources}`` in a journal, renam
 place, deletes the sources and then the journal. A crash anywhere in that sequence is rolled
 forward (or back) by the next compaction (`Store.recover`), so no row is lost or doubled; readers
 meanwhile hide the sources a finished merge already holds. Reading never deletes or writes
-anything: the collector's SQL runs where it cannot (see `tracekit/_landlock.py`).
+anything: the collector's SQL runs where it cannot (see `tracekit/_util/landlock.py`).
 
 The journal is data on disk, so it is checked before it is believed: its names must be plain file
 names of its own folder in the store's own pattern, the output a compaction's `c-` name, and a

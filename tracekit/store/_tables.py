@@ -66,7 +66,7 @@ SPANS = Table(
     ),
 )
 
-# The registry of stored tables: the four below, and any a test or plugin registers.
+# The registry of stored tables: spans (above), the three below, and any a test or plugin registers.
 TABLES: dict[str, Table] = {SPANS.name: SPANS}
 
 
