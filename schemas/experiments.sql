@@ -53,5 +53,6 @@ CREATE TABLE experiments (
     prompt VARCHAR,
     raw_output VARCHAR,
     host VARCHAR,
-    confirmed BOOLEAN
+    confirmed BOOLEAN,
+    reason VARCHAR
 );

@@ -45,19 +45,21 @@ def test_flags_only_autoresearch_folder_then_status_report_stop(tmp_path: Path, 
 
     assert main(["optimize", "status", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "# Run mar8: 4 experiments" in out and "- baseline: 1.05 over 1 runs" in out and "mar8-0002" in out
+    assert "# Run mar8: 3 experiments (+1 baseline runs)" in out and "- baseline: 1.05 over 1 runs" in out and "mar8-0002" in out
 
     png = tmp_path / "progress.png"
     assert main(["optimize", "report", str(root), "--out", str(png)]) == 0
     out = capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "summary.md").read_text() in out
 
-    assert main(["optimize", "stop", str(root)]) == 0
-    assert (root / ".tracekit" / "optimizer" / "mar8" / "STOP").exists()
+    assert main(["optimize", "stop", str(root)]) == 0  # no loop is running: nothing to stop, and no STOP left behind
+    assert "no loop is running run 'mar8'" in capsys.readouterr().out
+    assert not (root / ".tracekit" / "optimizer" / "mar8" / "STOP").exists()
     assert main(["optimize", str(root), "--metric", "val_bpb", "--fixed", "prepare.py", "--budget", "20",
-                 "--baseline-runs", "1", "-n", "10", "--proposer", "search", "--plain", "--tag", "mar8"]) == 0
+                 "--baseline-runs", "1", "-n", "4", "--proposer", "search", "--plain", "--tag", "mar8"]) == 0
     out = capsys.readouterr().out
-    assert "stopped: stop file" in out and "mar8-0004" not in out
+    assert "resuming run mar8: 3 experiments already decided; --iterations 4 counts the whole run, so 1 more" in out
+    assert "stopped: 4 experiments done" in out and "mar8-0004" in out
 
     assert main(["sql", "--home", str(root / ".tracekit"), "--format", "csv",
                  "SELECT status, count(*) AS n FROM experiments GROUP BY status ORDER BY status"]) == 0
@@ -89,4 +91,4 @@ def test_live_display_renders_progress(tmp_path: Path, capsys: pytest.CaptureFix
                  "--proposer", "search", "--live"]) == 0
     out = capsys.readouterr().out
     assert "tracekit optimize autoresearch · run main · proposer search" in out
-    assert "experiment 2 of 2" in out and "best val_bpb:" in out and "stopped: 2 experiments done" in out
+    assert "2 of 2 experiments done" in out and "best val_bpb:" in out and "stopped: 2 experiments done" in out

@@ -74,7 +74,7 @@ def _duration(text: str | None) -> float | None:
 @app.command("run")
 def run_cmd(
     target_dir: Annotated[Path, typer.Argument(help="The target folder (with tracekit.toml, or use the flags).")],
-    iterations: Annotated[int | None, typer.Option("--iterations", "-n", help="Stop after this many experiments (baseline runs not counted).")] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", "-n", help="Stop when the run has this many experiments (baseline runs not counted; a resumed run counts the ones it already has).")] = None,
     budget: Annotated[float | None, typer.Option("--budget", help="Wall-clock seconds per run (overrides budget_s).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Experiments running at once.")] = 1,
     proposer: Annotated[str | None, typer.Option("--proposer", help="anthropic | command | search (default: anthropic if ANTHROPIC_API_KEY is set, else search).")] = None,
@@ -126,7 +126,8 @@ def run_cmd(
     run_id = tag or "main"
     show_live = sys.stdout.isatty() if live is None else live
     title = f"tracekit optimize {target.name} · run {run_id} · proposer {chosen} · feedback {feedback}"
-    progress = Progress(title, iterations, target.metric, show_live)
+    progress = Progress(title, iterations, target.metric, show_live, budget_s=target.budget_s, workers=workers,
+                        max_time_s=_duration(max_time), baseline_runs=target.noise.baseline_runs)
     opt = Optimizer(target, home=the_home, run_id=run_id, proposer=chosen, proposer_options=options,
                     iterations=iterations, max_time_s=_duration(max_time), max_cost_usd=max_cost,
                     target_value=target_value, workers=workers, executor=executor, feedback=feedback, seed=seed,
@@ -152,17 +153,15 @@ def _print_ledger(rows: list[ExperimentRow], metric: str, limit: int = 60) -> No
     from rich.text import Text
 
     from .._util.termtext import clean
+    from ..optimizer._explain import short_reason
 
-    cols = ["experiment_id", "status", metric, "improvement", "commit", "proposer", "run_s", "description"]
+    cols = ["experiment_id", "status", metric, "why", "commit", "proposer", "run_s", "description"]
     out: list[list[Any]] = []
     for r in rows[-limit:]:
-        desc = r.get("description") or ""
-        if r["status"] in ("crash", "timeout", "invalid") and r.get("error"):
-            desc = f"{desc} [{(r['error'] or '').strip().splitlines()[-1][:120]}]"
         run_s = r.get("run_s")
-        out.append([r["experiment_id"], r["status"], r.get("metric"), r.get("improvement"),
+        out.append([r["experiment_id"], r["status"], r.get("metric"), short_reason(r),
                     (r.get("candidate_commit") or "")[:7], r.get("proposer"),
-                    None if run_s is None else round(run_s, 1), short(desc, 100)])
+                    None if run_s is None else round(run_s, 1), short(r.get("description") or "", 100)])
     wide = Console(width=max(console.width, 180), highlight=False, soft_wrap=False, emoji=False)
     table = Table(header_style="bold")
     for i, c in enumerate(cols):
@@ -248,9 +247,16 @@ def stop_cmd(
     """
     from ..optimizer._report import pick_run
     from ..optimizer._safefs import write_file
+    from ..optimizer._session import loop_pid
 
     h = _resolve(target_dir, home)
     run_id = pick_run(h, tag)
-    stop = h / "optimizer" / run_id / "STOP"
+    run_dir = h / "optimizer" / run_id
+    pid = loop_pid(run_dir)
+    if pid is None:
+        say(f"no loop is running run {run_id!r} (nothing to stop); it resumes where it stopped when you run "
+            "`tracekit optimize` again")
+        return
+    stop = run_dir / "STOP"
     write_file(stop, "")
-    say(f"wrote {stop}; the loop stops after the experiments in flight")
+    say(f"asked the loop (pid {pid if pid > 0 else '?'}) to stop: wrote {stop}; it stops after the experiments in flight")

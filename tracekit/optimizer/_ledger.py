@@ -21,6 +21,7 @@ from typing import Any, cast
 from .._errors import OptimizerError
 from .._util.termtext import clean
 from ..store._tables import EXPERIMENTS, ExperimentRow
+from ._explain import reason
 from ._safefs import own_dir, write_file
 
 STATUSES = ("baseline", "keep", "discard", "crash", "timeout", "invalid")
@@ -123,6 +124,8 @@ class Ledger:
             raise OptimizerError(f"experiment {row['experiment_id']} already has an outcome; refusing to write a duplicate")
         if row["status"] not in STATUSES:
             raise OptimizerError(f"status {row['status']!r} is not one of {STATUSES}")
+        if not row.get("reason"):
+            row["reason"] = reason(row)
         self.store.write("experiments", [row], durable=True)
         light = cast(ExperimentRow, {k: row.get(k) for k in LIGHT_COLUMNS})  # the row less two keys
         self.rows.append(light)

@@ -105,6 +105,9 @@ class Optimizer:
             assert self.session.ledger is not None
             self.rec = Recorder(self.session, self.target, self.feedback, self.on_event)
             self.executor: Executor = make_executor(self.executor_name, self.workers)
+            rows = self.session.ledger.rows
+            self.on_event("start", {"run_id": self.run_id, "resumed": bool(rows),
+                                    "experiments_done": sum(1 for r in rows if r.get("proposer") != "baseline")})
             try:
                 self.rec.reconcile(self.executor, self.backend)
                 reason = self._loop()

@@ -20,8 +20,11 @@ from typing import Any, NamedTuple
 from .._errors import OptimizerError
 from .._util.termtext import clean
 from ..store._tables import ExperimentRow
+from ._explain import reason_of
 from ._ledger import keeps_in_order
 from ._safefs import write_file
+
+DECISIONS_SHOWN = 50
 
 
 def runs(home: Path) -> list[dict[str, Any]]:
@@ -81,7 +84,9 @@ def summary_markdown(rows: list[ExperimentRow], run_id: str = "", pending: int =
     overhead = [o / t for r in rows if (t := r.get("total_s")) and (o := r.get("overhead_s")) is not None
                 and r["status"] != "invalid"]
     n_keep = c.get("keep", 0)
-    lines = [f"# Run {run_id}: {len(rows)} experiments, {n_keep} kept improvement{'' if n_keep == 1 else 's'}", ""]
+    n_exp, n_base = experiment_counts(rows)
+    lines = [f"# Run {run_id}: {n_exp} experiments (+{n_base} baseline runs), {n_keep} kept improvement"
+             f"{'' if n_keep == 1 else 's'}", ""]
     lines.append(f"- metric: {metric} ({'lower' if direction == 'min' else 'higher'} is better)")
     if base_mean is not None:
         noise = rows[-1].get("noise")
@@ -101,13 +106,18 @@ def summary_markdown(rows: list[ExperimentRow], run_id: str = "", pending: int =
         for r in keeps:
             lines.append(f"| {r['experiment_id']} | {_g(r.get('metric'))} | {r.get('improvement') or 0:+.4g} | "
                          f"{_one_line(r.get('description')).replace('|', '/')[:120]} |")
-    fails = [r for r in rows if r["status"] in ("crash", "timeout")]
-    if fails:
-        lines += ["", "## Crashes and timeouts", ""]
-        for r in fails[-10:]:
-            why = (r.get("error") or "").strip().splitlines()
-            lines.append(f"- {r['experiment_id']} ({r['status']}): {_one_line(why[-1])[:200] if why else r.get('run_status')}")
+    decided = [r for r in rows if r.get("proposer") != "baseline"]
+    if decided:
+        lines += ["", "## Every decision, and why" + (f" (the last {DECISIONS_SHOWN})" if len(decided) > DECISIONS_SHOWN else ""), ""]
+        for r in decided[-DECISIONS_SHOWN:]:
+            lines.append(f"- {r['experiment_id']} {_one_line(r.get('description'))[:100]}: {_one_line(reason_of(r))}")
     return clean("\n".join(lines) + "\n", tabs=False)
+
+
+def experiment_counts(rows: list[ExperimentRow]) -> tuple[int, int]:
+    """(experiments, baseline runs): the numbers the CLI, the summary and the plot all use."""
+    base = sum(1 for r in rows if r.get("proposer") == "baseline")
+    return len(rows) - base, base
 
 
 def _g(value: float | None) -> str:
@@ -128,7 +138,20 @@ class _Point(NamedTuple):
 
 
 def plot_progress(rows: list[ExperimentRow], out: Path, title: str = "") -> Path:
-    """Metric per experiment (discarded grey, kept green, failures marked at the bottom), running best as a step line."""
+    """Metric per experiment (discarded grey, kept green, failures marked at the bottom), running best as a step line,
+    the keep threshold as a band beyond it; written to `out` as PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = progress_figure(rows, title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_file(out, buf.getvalue())  # never through a link left at that name
+    return out
+
+
+def progress_figure(rows: list[ExperimentRow], title: str = "") -> Any:
+    """The progress plot as a matplotlib Figure (see `plot_progress`)."""
     try:
         import matplotlib
 
@@ -143,8 +166,12 @@ def plot_progress(rows: list[ExperimentRow], out: Path, title: str = "") -> Path
     direction = rows[0].get("direction") or "min"
     metric = rows[0].get("metric_name") or "metric"
     fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
-    disc = [r for r in measured if r.status == "discard"]
-    ax.scatter([r.seq for r in disc], [r.metric for r in disc], s=18, color="#bbbbbb", label="discarded", zorder=2)
+    by_seq = {r["seq"]: r for r in rows}
+    near = [r for r in measured if r.status == "discard" and (by_seq[r.seq].get("improvement") or 0) > 0]
+    disc = [r for r in measured if r.status == "discard" and r not in near]
+    ax.scatter([r.seq for r in disc], [r.metric for r in disc], s=18, color="#bbbbbb", label="discarded: worse", zorder=2)
+    ax.scatter([r.seq for r in near], [r.metric for r in near], s=26, facecolors="none", edgecolors="#ff7f0e",
+               label="discarded: better, but not by more than the keep threshold", zorder=3)
     kept = [r for r in measured if r.status in ("baseline", "keep")]
     base_runs = [r for r in kept if r.status == "baseline"]
     keep_runs = [r for r in kept if r.status == "keep"]
@@ -161,6 +188,7 @@ def plot_progress(rows: list[ExperimentRow], out: Path, title: str = "") -> Path
     last_seq = max(r["seq"] for r in rows)
     if best_x:
         ax.step(best_x + [last_seq], best_y + [best_y[-1]], where="post", color="#2ca02c", alpha=0.6, label="incumbent")
+        _threshold_band(ax, rows, best_x, best_y, last_seq, direction)
     for r in kept:
         if r.status == "keep":
             label = re.sub(r"\s*\([^)]*\)\s*$", "", r.description)[:64]
@@ -173,14 +201,34 @@ def plot_progress(rows: list[ExperimentRow], out: Path, title: str = "") -> Path
         y = hi + 0.05 * (hi - lo or 1.0) if direction == "min" else lo - 0.05 * (hi - lo or 1.0)
         ax.scatter([r["seq"] for r in fails], [y] * len(fails), marker="x", color="#d62728", label="crash / timeout", zorder=3)
     n_keep = sum(1 for r in rows if r["status"] == "keep")
-    ax.set_title(title or f"{len(rows)} Experiments, {n_keep} Kept Improvement{'' if n_keep == 1 else 's'}")
+    n_exp, n_base = experiment_counts(rows)
+    ax.set_title(title or f"{n_exp} experiments (+{n_base} baseline runs), {n_keep} kept improvement{'' if n_keep == 1 else 's'}")
     ax.set_xlabel("experiment")
     ax.set_ylabel(clean(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)"), parse_math=False)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_file(out, buf.getvalue())  # never through a link left at that name
-    return out
+    return fig
+
+
+def _threshold_band(ax: Any, rows: list[ExperimentRow], best_x: list[int], best_y: list[float], last_seq: int,
+                    direction: str) -> None:
+    """Shade how far past the incumbent a candidate had to land to be kept (the keep threshold), per decision."""
+    xs: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    for r in sorted(rows, key=lambda r: r["seq"]):
+        thr = r.get("threshold")
+        if thr is None or r["status"] not in ("keep", "discard"):
+            continue
+        inc = next((y for x, y in zip(reversed(best_x), reversed(best_y)) if x < r["seq"]), best_y[0])
+        edge = inc - thr if direction == "min" else inc + thr
+        xs.append(r["seq"] - 0.5)
+        lo.append(min(inc, edge))
+        hi.append(max(inc, edge))
+    if xs:
+        xs.append(last_seq + 0.5)
+        lo.append(lo[-1])
+        hi.append(hi[-1])
+        ax.fill_between(xs, lo, hi, step="post", color="#2ca02c", alpha=0.12, linewidth=0,
+                        label="keep threshold: a keep must land beyond this band")

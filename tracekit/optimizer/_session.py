@@ -49,6 +49,22 @@ def host_facts() -> dict[str, Any]:
             "machine": platform.machine(), "node": platform.node()}
 
 
+def loop_pid(run_dir: Path) -> int | None:
+    """The pid of the loop working on the run in `run_dir` now (it holds the run's lock; -1 if unknown), else None."""
+    try:
+        fd = os.open(Path(run_dir) / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = f.read().strip()
+            return int(holder) if holder.isdigit() else -1
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
 class Session:
     """The on-disk state of one run; `open()` locks it and prepares git and the base workspace."""
 
@@ -108,9 +124,15 @@ class Session:
         meta_path = self.dir / "run.json"
         if meta_path.is_file():
             self.meta = json.loads(meta_path.read_text())
-            self._check_identity()
+            if not self._reregister_after_failed_baseline(log):
+                self._check_identity()
+                self._warn_if_target_edited(log)
         else:
             self._create()
+        if self.stop_file.exists() or self.stop_file.is_symlink():
+            remove_tree(self.stop_file)  # left from before this loop started: it would end the run at once
+            if log:
+                log("warning", {"message": f"removed {self.stop_file}, left from an earlier `optimize stop`"})
         self._prepare_base(log)
 
     def close(self) -> None:
@@ -137,6 +159,51 @@ class Session:
                 f"run {self.run_id!r} was started with different settings ({', '.join(changed)}); its measurements would not "
                 f"be comparable. Restore them, or start a new run with --tag NEW")
 
+    def _target_files(self) -> dict[str, bytes]:
+        """The target's editable and fixed files, its program and tracekit.toml, as they are now."""
+        t = self.target
+        rels = list(t.editable) + list(t.fixed) + [p for p in (t.program, TOML_NAME) if p]
+        return {rel: (t.root / rel).read_bytes() for rel in dict.fromkeys(rels) if (t.root / rel).is_file()}
+
+    def _edited_since_start(self) -> list[str]:
+        """Files of the target that differ from the run's recorded baseline commit."""
+        assert self.repo is not None
+        base = self.meta["baseline_commit"]
+        return sorted(rel for rel, data in self._target_files().items() if self.repo.read(base, rel) != data)
+
+    def _reregister_after_failed_baseline(self, log: Any) -> bool:
+        """A run whose baseline never succeeded, whose target was fixed since: start it again from the
+        target as it is now (nothing was measured, so nothing is lost). True when it did."""
+        assert self.ledger is not None and self.repo is not None
+        if any(r["status"] == "baseline" for r in self.ledger.rows):
+            return False
+        if self.meta.get("target") != str(self.target.root):
+            return False
+        edited = self._edited_since_start()
+        settings = self.meta.get("identity_hash") != self._identity_hash()
+        if not edited and not settings:
+            return False
+        old = self.meta["baseline_commit"]
+        baseline = self.repo.commit(self._target_files(), parent=old,
+                                    message=f"tracekit: baseline of run {self.run_id}, again after a failed baseline")
+        self.repo.update_ref(self.branch, baseline, self.repo.rev(self.branch) or old)
+        t = self.target
+        self.meta.update({"identity": t.identity(), "identity_hash": self._identity_hash(), "baseline_commit": baseline,
+                          "fixed_hashes": t.fixed_hashes(), "setup_done": False})
+        self.save_meta()
+        if log:
+            what = ", ".join(edited) + (" and settings" if settings and edited else "settings" if settings else "")
+            log("warning", {"message": f"run {self.run_id!r} had no successful baseline and the target changed since "
+                                       f"({what}): starting it again from the target as it is now"})
+        return True
+
+    def _warn_if_target_edited(self, log: Any) -> None:
+        edited = self._edited_since_start()
+        if edited and log:
+            log("warning", {"message": f"the target's {', '.join(edited)} changed since run {self.run_id!r} started; "
+                                       f"the run goes on from its own recorded files. To optimize the files as they are "
+                                       f"now, start a new run: --tag {self.run_id}-2"})
+
     def _create(self) -> None:
         assert self.repo is not None
         t = self.target
@@ -144,8 +211,7 @@ class Session:
             raise OptimizerError(f"branch tracekit/{self.run_id} already exists in {self.repo.git_dir} but this home has no "
                                  f"record of run {self.run_id!r}; use another --tag, or delete the branch "
                                  f"(git branch -D tracekit/{self.run_id}) if it is a leftover")
-        rels = list(t.editable) + list(t.fixed) + [p for p in (t.program, TOML_NAME) if p]
-        files = {rel: (t.root / rel).read_bytes() for rel in dict.fromkeys(rels) if (t.root / rel).is_file()}
+        files = self._target_files()
         head = None if self.repo.private else self.repo.rev("HEAD")
         baseline = self.repo.commit(files, parent=head, message=f"tracekit: baseline of run {self.run_id}")
         self.repo.update_ref(self.branch, baseline, "0" * 40)

@@ -161,6 +161,7 @@ EXPERIMENTS = register_table(Table(
         Column("raw_output", STRING, "What the proposer answered (LLM text, CLI output)."),
         Column("host", JSON, "Machine facts for the run: cpu count, load average, python."),
         Column("confirmed", BOOL, "Set when the candidate was rerun (a near-miss, or confirm = true): whether the mean still cleared the threshold."),
+        Column("reason", STRING, "Why it was kept, discarded or failed, in one line with its numbers (improvement, threshold, noise)."),
     ),
 ))
 
@@ -222,6 +223,7 @@ class ExperimentRow(TypedDict, total=False):
     raw_output: str | None
     host: str | None
     confirmed: bool | None
+    reason: str | None
 
 EVAL_RESULTS = register_table(Table(
     name="eval_results",
