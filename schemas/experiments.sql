@@ -54,5 +54,6 @@ CREATE TABLE experiments (
     raw_output VARCHAR,
     host VARCHAR,
     confirmed BOOLEAN,
-    reason VARCHAR
+    reason VARCHAR,
+    alarms VARCHAR[]
 );

@@ -293,6 +293,23 @@ class Recorder(RunStage):
             "noise": self.noise(), "threshold": self.threshold(),
         }
 
+    def alarms(self, row: ExperimentRow, result: dict[str, Any]) -> list[str]:
+        """The alarm rules' verdicts on a keep (see `_alarms`)."""
+        from ._alarms import AlarmInput, alarms_for
+
+        def sql(query: str) -> list[dict[str, Any]]:
+            from .._query import database
+
+            db = database(self.session.home)
+            with db.lock:
+                rel = db.sql(query)
+                return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+
+        t = self.target
+        inp = AlarmInput(row=row, baselines=self._baseline_rows(), result=result, editable=list(t.editable),
+                         fixed=list(t.fixed), metric=t.metric, sql=sql)
+        return alarms_for(inp)
+
     def record_invalid(self, f: Flight, exc: InvalidProposal) -> None:
         f.intent["error"] = str(exc)
         row = self._row(f, "invalid")

@@ -162,6 +162,7 @@ EXPERIMENTS = register_table(Table(
         Column("host", JSON, "Machine facts for the run: cpu count, load average, python."),
         Column("confirmed", BOOL, "Set when the candidate was rerun (a near-miss, or confirm = true): whether the mean still cleared the threshold."),
         Column("reason", STRING, "Why it was kept, discarded or failed, in one line with its numbers (improvement, threshold, noise)."),
+        Column("alarms", list_of(STRING), "For a keep: signs of gaming the metric ('rule: message'), see tracekit.optimizer.ALARMS."),
     ),
 ))
 
@@ -224,6 +225,7 @@ class ExperimentRow(TypedDict, total=False):
     host: str | None
     confirmed: bool | None
     reason: str | None
+    alarms: list[str] | None
 
 EVAL_RESULTS = register_table(Table(
     name="eval_results",
