@@ -42,7 +42,7 @@ PUBLIC = {
         "run_eval_async", "sandboxed", "scorers", "stderr", "task",
     ],
     "tracekit.optimizer": [
-        "PROPOSERS", "STATUSES", "Cost", "Ledger", "Noise", "Optimizer", "Proposal", "ProposalContext", "Proposer",
+        "ALARMS", "AlarmInput", "PROPOSERS", "STATUSES", "Cost", "Ledger", "Noise", "Optimizer", "Proposal", "ProposalContext", "Proposer",
         "ProposerExhausted", "Section", "Summary", "Target", "load_target", "register_section",
     ],
 }
