@@ -22,7 +22,7 @@ PUBLIC = {
     "tracekit": [
         "CollectorError", "ConfigError", "EvalError", "OptimizerError", "QueryError", "SandboxError", "Settings",
         "SpanHandle", "Store", "StoreError", "TracekitError", "Trajectory", "TrajectoryError", "configure",
-        "current_trace_id", "experiment", "export_atif", "flush", "get_settings", "import_atif", "instrument_anthropic",
+        "annotate", "current_trace_id", "experiment", "export_atif", "flush", "get_settings", "import_atif", "instrument_anthropic",
         "log_metric", "query", "set_model_prices", "shutdown", "span", "trace", "trajectory", "uninstrument_anthropic",
     ],
     "tracekit.store": [

@@ -1,4 +1,4 @@
-"""`tracekit.query()`: SQL over the configured store, seeing what this process just recorded.
+"""`tracekit.query()` and `tracekit.annotate()`: the configured store, from this process.
 
     rel = tracekit.query("SELECT name, count(*) FROM spans GROUP BY name")
     rel.pl()  # Polars;  rel.arrow(), rel.df() (pandas), rel.fetchall()
@@ -36,3 +36,20 @@ def query(sql: str, *, home: str | Path | None = None, flush: bool = True) -> "d
     if flush:
         _flush()
     return database(home).sql(sql)
+
+
+def annotate(kind: str, target_id: str, *, label: str | None = None, score: float | None = None, note: str | None = None,
+             author: str | None = None, home: str | Path | None = None) -> str:
+    """Label, score or note a trace, span, experiment or eval case; returns the annotation's id.
+
+        tracekit.annotate("experiment", "main-0003", label="reject", note="prints a fake metric")
+        tracekit.annotate("trace", trace_id, label="good", score=1.0)
+
+    `kind` is trace | span | experiment | eval_case; see the `annotations` table (docs/tables.md).
+    """
+    from .store._annotations import write_annotation
+
+    settings = get_settings()
+    row = write_annotation(settings.home if home is None else home, kind, target_id, label=label, score=score, note=note,
+                           author=author, source="python", project=settings.project)
+    return row["annotation_id"]

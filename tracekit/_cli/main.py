@@ -24,6 +24,7 @@ app = typer.Typer(
 
 # One module per noun, each with register(app). Keep sorted.
 COMMANDS = [
+    "tracekit._cli.annotate",
     "tracekit._cli.demo",
     "tracekit._cli.eval",
     "tracekit._cli.optimize",

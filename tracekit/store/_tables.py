@@ -330,3 +330,42 @@ class EvalRunRow(TypedDict, total=False):
     revision: str | None
     experiment_id: str | None
     project: str | None
+
+
+ANNOTATIONS = register_table(Table(
+    name="annotations",
+    doc="Human (or tool) labels on a trace, a span, an experiment or an eval case: review decisions, scores, notes.",
+    key=("target_kind", "target_id", "time"),
+    columns=(
+        Column("annotation_id", STRING, "Unique id of the annotation.", required=True),
+        Column("target_kind", STRING, "trace | span | experiment | eval_case.", required=True),
+        Column("target_id", STRING, "trace id | '<trace id>/<span id>' | experiment id | '<eval run id>/<case id>/<epoch>'.",
+               required=True),
+        Column("trace_id", STRING, "The trace the target belongs to, when known (joins with spans)."),
+        Column("experiment_id", STRING, "The experiment the target belongs to, when known (joins with experiments)."),
+        Column("label", STRING, "A short label: approve, reject, good, bad, gaming, ... (the latest per target and author wins)."),
+        Column("score", FLOAT64, "A number, when the label is a grade."),
+        Column("note", STRING, "Why, in words."),
+        Column("author", STRING, "Who annotated (TRACEKIT_AUTHOR, else the login name).", required=True),
+        Column("source", STRING, "cli | python | ui | review | confirm."),
+        Column("time", TIMESTAMP, "When, UTC.", required=True),
+        Column("project", STRING, "tracekit project."),
+    ),
+))
+
+
+class AnnotationRow(TypedDict, total=False):
+    """A row of `annotations`."""
+
+    annotation_id: Required[str]
+    target_kind: Required[str]
+    target_id: Required[str]
+    trace_id: str | None
+    experiment_id: str | None
+    label: str | None
+    score: float | None
+    note: str | None
+    author: Required[str]
+    source: str | None
+    time: Required[dt.datetime]
+    project: str | None
