@@ -25,7 +25,6 @@ from .._errors import OptimizerError
 from ..store._tables import ExperimentRow
 from ._context import ContextBuilder, elide
 from ._execute import Flight, Parent
-from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
 from ._runs import RunStage
 from ._safefs import own_dir, remove_tree
@@ -86,10 +85,11 @@ class Recorder(RunStage):
         return len(self._baseline_rows()) + sum(1 for f in flights if f.baseline) >= self.target.noise.baseline_runs
 
     def incumbent(self) -> Parent:
-        keeps = keeps_in_order(self.ledger.rows)
+        from ._review import effective_keeps, load_chain
+
+        keeps = effective_keeps(self.ledger.rows, load_chain(self.session.home, self.session.run_id))
         if keeps:
-            r = keeps[-1]
-            commit = r.get("candidate_commit")
+            r, commit = keeps[-1]
             if not commit:
                 raise OptimizerError(f"the ledger's keep {r['experiment_id']} has no candidate_commit; "
                                      "the experiments table of this run was changed by hand: restore it or start a new run")
