@@ -37,6 +37,9 @@ app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
 
 
 def register(root: typer.Typer) -> None:
+    from . import optimize_review
+
+    optimize_review.register(app)
     root.add_typer(app, name="optimize")
 
 

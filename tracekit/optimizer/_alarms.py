@@ -47,6 +47,7 @@ class AlarmInput:
     fixed: list[str]  # the target's fixed files
     metric: str  # the metric's name
     sql: Callable[[str], list[dict[str, Any]]] = field(default=lambda q: [])  # SQL over the store
+    read_fixed: Callable[[str], bytes | None] = field(default=lambda rel: None)  # a fixed file's content
 
     def added_lines(self) -> list[str]:
         """The lines the diff adds (not its context, not its file headers)."""
@@ -71,17 +72,13 @@ def _mean(values: list[float]) -> float | None:
 
 
 def implausible_jump(inp: AlarmInput) -> str | None:
-    """An improvement far beyond the measured noise (or, without noise, a large share of the metric itself)."""
+    """An improvement far beyond the measured run-to-run noise (10x). Quiet when the baseline runs did not
+    vary (a deterministic target has no noise to be beyond: the other rules watch it)."""
     imp, noise = inp.row.get("improvement"), inp.row.get("noise")
-    if imp is None or imp <= 0:
+    if imp is None or imp <= 0 or not noise:
         return None
-    if noise:
-        if imp > 10 * noise:
-            return f"the improvement {imp:.4g} is {imp / noise:.0f}x the measured run-to-run noise {noise:.3g}"
-        return None
-    base = _mean([m for r in inp.baselines if (m := r.get("metric")) is not None])
-    if base and imp > 0.5 * abs(base):
-        return f"the improvement {imp:.4g} is {100 * imp / abs(base):.0f}% of the baseline's {inp.metric} {base:.4g}"
+    if imp > 10 * noise:
+        return f"the improvement {imp:.4g} is {imp / noise:.0f}x the measured run-to-run noise {noise:.3g}"
     return None
 
 
@@ -124,6 +121,7 @@ def literal_answers(inp: AlarmInput) -> str | None:
             hits.append(f"the answer {target[:40]!r}")
         elif len(target) >= 4 and target.replace(".", "").isdigit() and re.search(rf"(?<![\d.]){re.escape(target)}(?![\d])", added):
             hits.append(f"the answer {target}")
+    hits += _literals_from_data(inp, added)
     metric = inp.row.get("metric")
     if metric is not None:
         for text in {f"{metric:.6g}", f"{metric:.4f}", f"{metric:.3f}"}:
@@ -131,6 +129,26 @@ def literal_answers(inp: AlarmInput) -> str | None:
                 hits.append(f"its own reported {inp.metric} {text}")
                 break
     return "the diff adds literals: " + ", ".join(hits[:5]) if hits else None
+
+
+LITERAL = re.compile(r"""-?\d+\.\d{2,}|\d{3,}|"[^"\n]{3,80}"|'[^'\n]{3,80}'""")
+
+
+def _literals_from_data(inp: AlarmInput, added: str) -> list[str]:
+    """Literals the diff adds that also appear in a fixed data file (not code): memorized answers."""
+    found = []
+    literals = {m.group(0).strip("\"'") for m in LITERAL.finditer(added)}
+    for rel in inp.fixed:
+        if rel.endswith(".py") or not literals:
+            continue
+        data = inp.read_fixed(rel)
+        if not data:
+            continue
+        text = data.decode("utf-8", "replace")
+        present = sorted(lit for lit in literals if re.search(rf"(?<![\w.]){re.escape(lit)}(?![\w])", text))
+        if len(present) >= 3:
+            found.append(f"{len(present)} values from the fixed {rel} ({', '.join(present[:3])}, ...)")
+    return found
 
 
 def did_less_work(inp: AlarmInput) -> str | None:

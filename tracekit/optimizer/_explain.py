@@ -24,6 +24,8 @@ def _how_threshold(row: ExperimentRow) -> str:
     if noise:
         per = f" / sqrt({runs})" if runs > 1 else ""
         return f" (the noise rule: {_g(thr)} from a baseline stdev of {_g(noise)}{per}, or min_delta if larger)"
+    if noise == 0:
+        return " (min_delta: the baseline runs did not vary)"
     return " (min_delta; the noise is not measured yet)"
 
 

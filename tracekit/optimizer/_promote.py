@@ -1,6 +1,6 @@
 """Promotion: the approved chain of a run, squashed into one commit on a branch of the user's repository.
 
-    commit, branch = promote(target, home, "main")      # refs/heads/tracekit/main-promoted
+    commit, branch = promote(home, "main")      # refs/heads/tracekit/main-promoted
 
 The commit sits on top of the repository's HEAD, holds the target's editable files as the last
 approved keep left them, and its message lists the experiments, the metric before and after with
@@ -88,7 +88,7 @@ def _latest(run_dir: Path, kind: str) -> dict[str, Any] | None:
         return None
 
 
-def promote(target: Any, home: Path, run_id: str, *, branch: str | None = None, include_unreviewed: bool = False,
+def promote(home: Path, run_id: str, *, branch: str | None = None, include_unreviewed: bool = False,
             force: bool = False) -> tuple[str, str]:
     """Squash the run's approved chain onto a new branch of the user's repository; (commit, branch)."""
     ledger = Ledger(home, run_id)
@@ -99,8 +99,9 @@ def promote(target: Any, home: Path, run_id: str, *, branch: str | None = None, 
     meta = json.loads((Path(home) / "optimizer" / run_id / "run.json").read_text())
     run_repo = GitRepo(Path(meta["git_dir"]))  # the run's commits: private repo, or the target's own (its root: no prefix)
     head_commit = chain[-1][1]
-    files = {rel: data for rel in target.editable if (data := run_repo.read(head_commit, rel)) is not None}
-    repo = user_repo(target.root)
+    editable = list(meta.get("identity", {}).get("editable", []))
+    files = {rel: data for rel in editable if (data := run_repo.read(head_commit, rel)) is not None}
+    repo = user_repo(Path(meta["target"]))
     parent = git("rev-parse", "--verify", "-q", "HEAD^{commit}", git_dir=repo.git_dir, check=False) or None
     name = branch or f"tracekit/{run_id}-promoted"
     ref = f"refs/heads/{name}"

@@ -306,8 +306,18 @@ class Recorder(RunStage):
                 return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
 
         t = self.target
+
+        def read_fixed(rel: str) -> bytes | None:
+            from ._safefs import Dir
+
+            try:
+                with Dir.open(t.root) as d:
+                    return d.read(rel, limit=16 << 20)
+            except (OSError, OptimizerError):
+                return None
+
         inp = AlarmInput(row=row, baselines=self._baseline_rows(), result=result, editable=list(t.editable),
-                         fixed=list(t.fixed), metric=t.metric, sql=sql)
+                         fixed=list(t.fixed), metric=t.metric, sql=sql, read_fixed=read_fixed)
         return alarms_for(inp)
 
     def record_invalid(self, f: Flight, exc: InvalidProposal) -> None:

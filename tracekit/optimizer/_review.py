@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .._errors import OptimizerError
 from ..store._tables import AnnotationRow, ExperimentRow
@@ -152,14 +151,25 @@ def _merge(base: bytes, ours: bytes, theirs: bytes) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def rebuild_branch(session: Any, rows: list[ExperimentRow], author: str | None = None) -> Chain:
-    """Rebuild the run's branch from its baseline with every keep not rejected; move the branch there."""
-    repo = session.repo
-    home, run_id = Path(session.home), session.run_id
+def rebuild_branch(home: Path, run_id: str, rows: list[ExperimentRow]) -> Chain:
+    """Rebuild the run's branch from its baseline with every keep not rejected; move the branch there.
+
+    Refused while a loop works on the run (it moves the branch itself)."""
+    from ._gitrepo import GitRepo
+    from ._session import loop_pid
+
+    run_dir = Path(home) / "optimizer" / run_id
+    pid = loop_pid(run_dir)
+    if pid is not None:
+        raise OptimizerError(f"a loop is working on run {run_id!r} (pid {pid}); stop it first (`tracekit optimize stop`), "
+                             "then review")
+    meta = json.loads((run_dir / "run.json").read_text())
+    repo = GitRepo(Path(meta["git_dir"]))
+    branch = meta["branch"] if str(meta["branch"]).startswith("refs/") else f"refs/heads/{meta['branch']}"
     keeps = keeps_in_order(rows)
     got = decisions(home, [r["experiment_id"] for r in keeps])
     rejected = [r["experiment_id"] for r in keeps if (d := got.get(r["experiment_id"])) and d.get("label") == "reject"]
-    chain = Chain(session.meta["baseline_commit"], rejected=rejected)
+    chain = Chain(meta["baseline_commit"], rejected=rejected)
     original_parent = chain.baseline_commit
     unchanged = True  # the chain so far is the original branch
     for r in keeps:
@@ -192,7 +202,7 @@ def rebuild_branch(session: Any, rows: list[ExperimentRow], author: str | None =
         new = repo.commit(files, parent=chain.head, message=f"tracekit: {eid} rebased after review of run {run_id}")
         chain.links.append(ChainLink(eid, new, rebased=True))
         repo.set_ref(f"refs/tracekit/{run_id}/{eid}-rebased", new)
-    repo.set_ref(session.branch, chain.head)
+    repo.set_ref(branch, chain.head)
     chain.updated_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     write_file(chain_path(home, run_id), chain.to_json())
     return chain
