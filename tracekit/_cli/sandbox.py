@@ -41,7 +41,7 @@ def parse_mb(text: str, option: str) -> int | None:
     return mb
 
 
-@app.command("run", context_settings={"ignore_unknown_options": True})
+@app.command("run")
 def run_cmd(
     command: Annotated[list[str], typer.Argument(help="The command, after `--`.", show_default=False)],
     budget: Annotated[float, typer.Option("--budget", "-b", help="Wall-clock budget in seconds.")] = 60.0,

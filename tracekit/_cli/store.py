@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .._util.termtext import markup
-from ._common import HomeOption, console, emit, render_rows, say
+from ._common import FormatOption, HomeOption, console, emit, render_rows, say
 
 app = typer.Typer(help="Inspect and compact the Parquet store.", no_args_is_help=True)
 
@@ -17,7 +17,7 @@ def register(root: typer.Typer) -> None:
 
 
 @app.command("info")
-def info_cmd(home: HomeOption = None, fmt: Annotated[str, typer.Option("--format", "-f")] = "table") -> None:
+def info_cmd(home: HomeOption = None, fmt: Annotated[str, FormatOption("table", "csv", "json", "jsonl")] = "table") -> None:
     """Files, rows and bytes per table. Example: tracekit store info"""
     from ..store._store import Store
 

@@ -160,6 +160,14 @@ class Database:
             raise QueryError("the statement returned no rows (tracekit.query is for SELECT-style queries)")
         return rel
 
+    def statements(self, sql: str) -> list[str]:
+        """`sql` split into its statements by DuckDB's parser (`;` inside strings and comments is not a split),
+        so a caller can show each statement's result instead of only the last one's."""
+        try:
+            return [s.query.strip() for s in self.con.extract_statements(sql)]
+        except Exception as exc:
+            raise QueryError(self.explain_error(exc)) from None
+
     def explain_error(self, exc: BaseException) -> str:
         return f"{exc}\n\n{self.describe()}"
 
