@@ -56,6 +56,7 @@ def tracekit_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     from ._config import configure, flush
 
     home = tmp_path / "tracekit-home"
+    home.mkdir()  # a fresh, empty store: queries before the first span answer without a missing-store warning
     monkeypatch.setenv("TRACEKIT_HOME", str(home))  # for subprocesses, and for calls that take no home
     monkeypatch.setenv("TRACEKIT_PROJECT", PROJECT)
     configure(home=home, project=PROJECT)

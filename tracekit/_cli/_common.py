@@ -48,6 +48,14 @@ console = Console(highlight=False, soft_wrap=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
+def read_home(home: Path | None) -> None:
+    """For commands that read the store: a warning when its folder does not exist (`Store.missing`);
+    every table would read empty without a word. Commands that write create the store instead."""
+    from ..store._store import Store
+
+    Store(home).warn_if_missing()
+
+
 def jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")

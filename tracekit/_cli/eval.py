@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from .._util.termtext import json_text, markup
-from ._common import FormatOption, HomeOption, cell, console, emit, err_console, jsonable, render_rows, say, short
+from ._common import FormatOption, HomeOption, cell, console, emit, err_console, jsonable, read_home, render_rows, say, short
 
 app = typer.Typer(help="Run eval tasks, list and show their runs, compare two runs.", no_args_is_help=True)
 
@@ -142,6 +142,7 @@ def list_cmd(
     """List eval runs, newest first. Example: tracekit eval list --task qa -n 5"""
     from ..evals._results import list_runs
 
+    read_home(home)
     rows = list_runs(home, limit=limit, task=task)
     cols = ["run_id", "task", "state", "started", "cases", "errors", "accuracy", "score"]
     if fmt == "table":
@@ -162,6 +163,7 @@ def show_cmd(
     """Show a run: its settings, metrics and one line per case and epoch. Example: tracekit eval show latest --failed"""
     from ..evals._results import resolve_run, run_events, run_rows
 
+    read_home(home)
     run_id = resolve_run(run, home)
     events = run_events(run_id, home)
     rows = run_rows(run_id, home)
@@ -197,6 +199,7 @@ def compare_cmd(
     """Per-case regressions and fixes from A to B, aggregate delta ± stderr. Example: tracekit eval compare 2026112 latest"""
     from ..evals import compare
 
+    read_home(home)
     c = compare(run_a, run_b, home=home)
     if fmt == "json":
         emit(json_text(jsonable(c.to_dict())))

@@ -87,9 +87,11 @@ _default_showwarning = warnings.showwarning
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage and input errors print one clear line (no traceback) and exit 2."""
+    from .._errors import TracekitWarning
     from ._usage import one_line, usage_errors
 
     with warnings.catch_warnings():
+        warnings.simplefilter("default", TracekitWarning)  # printed as a line, never raised (whatever the filters)
         warnings.showwarning = _show_warning
         try:
             rv = command().main(args=argv, prog_name="tracekit", standalone_mode=False)

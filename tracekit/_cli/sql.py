@@ -8,7 +8,7 @@ import typer
 from rich.text import Text
 
 from .._errors import QueryError
-from ._common import FormatOption, HomeOption, console, emit, render_rows, short
+from ._common import FormatOption, HomeOption, console, emit, read_home, render_rows, short
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
 
         from ..store import Database
 
+        read_home(home)
         db = Database(home)
         if schema or query is None:
             emit(db.describe())

@@ -8,7 +8,7 @@ import typer
 
 from .._util.termtext import markup
 from ..store import sql_literal
-from ._common import FormatOption, HomeOption, console, emit, render_rows, short
+from ._common import FormatOption, HomeOption, console, emit, read_home, render_rows, short
 
 app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_help=True)
 
@@ -30,6 +30,7 @@ def list_cmd(
     """List recent traces. Example: tracekit traces list --errors -n 5"""
     from ..store import Database
 
+    read_home(home)
     where = []
     if project:
         where.append(f"project = {sql_literal(project)}")
@@ -77,6 +78,7 @@ def show_cmd(
 
     Example: tracekit traces show 3f2a --transcript
     """
+    read_home(home)
     if transcript:
         from ._transcript import show
 
