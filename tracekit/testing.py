@@ -3,8 +3,8 @@
     def test_my_agent(tracekit_store):
         my_agent("hi")
         rows = tracekit_store.query("SELECT name, status FROM spans").fetchall()
-        assert ("my_agent", "unset") in rows
-        assert {"name": "my_agent", "status": "unset"} in tracekit_store.rows("SELECT name, status FROM spans")
+        assert ("my_agent", "ok") in rows
+        assert {"name": "my_agent", "status": "ok"} in tracekit_store.rows("SELECT name, status FROM spans")
 
 `tracekit_store` points tracekit at a fresh home under the test's tmp_path (project "test"), and
 `query()` / `rows()` flush buffered spans first, so assertions see everything the code under test

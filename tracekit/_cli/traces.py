@@ -45,7 +45,7 @@ def list_cmd(
         + f" ORDER BY start_time DESC LIMIT {int(limit)}"
     )
     rel = Database(home).sql(sql)
-    cols, rows = rel.columns, rel.fetchall()
+    cols, rows = rel.columns, [list(r) for r in rel.fetchall()]
     if fmt == "table":
         cols, rows = _narrow(cols, rows)
     emit(render_rows(cols, rows, fmt))

@@ -128,9 +128,10 @@ class Database:
             return True
 
     def _point_views(self, listing: dict[str, list[Path]]) -> None:
+        tables = all_tables()
         for name, files in listing.items():
-            if files:
-                src = (
+            if files:  # values from before a vocabulary change read as today's (Column.legacy)
+                src = tables[name].read_select(
                     f"SELECT * FROM _empty_{name} UNION ALL BY NAME "
                     f"SELECT * FROM read_parquet({sql_list(files)}, union_by_name = true)"
                 )
