@@ -121,6 +121,26 @@ def test_every_format_option_refuses_an_unknown_format_before_any_work(path: tup
     _assert_one_line(code, out, err, "--format", "'xml'", f"Try 'tracekit {' '.join(path)} --help'")
 
 
+@pytest.mark.parametrize(("args", "needles"), [
+    (["traces", "list", "--limit", "-5"], ["--limit", "greater than or equal to 1"]),
+    (["eval", "list", "-n", "0"], ["--limit"]),
+    (["traces", "show", "abc", "--width", "3"], ["--width"]),
+])
+def test_a_number_out_of_range_is_refused_when_parsed(args: list[str], needles: list[str],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(args, capsys)
+    _assert_one_line(code, out, err, *needles)
+
+
+def test_a_path_that_cannot_be_used_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = "/proc/tracekit-no-such-folder/run"
+    code, out, err = _cli(["sandbox", "run", "--workspace", str(tmp_path), "--home", str(tmp_path / "h"),
+                           "--run-dir", bad, "--", "true"], capsys)
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and "/proc/tracekit-no-such-folder" in line and "No such file or directory" in line
+
+
 def test_a_choice_option_refuses_other_values_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _cli(["serve", "--log-level", "loud", "--home", str(tmp_path / "h"), "--port", "0"], capsys)
     _assert_one_line(code, out, err, "--log-level", "'loud'", "Try 'tracekit serve --help'")

@@ -74,7 +74,7 @@ def run_cmd(
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", help="Repetitions per case (default: the task's).")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", help="Cases run at once (default: the task's).")] = None,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds per solver attempt (default: the task's).")] = None,
-    retries: Annotated[int | None, typer.Option("--retries", help="Retries after transient errors (default: the task's).")] = None,
+    retries: Annotated[int | None, typer.Option("--retries", min=0, help="Retries after transient errors (default: the task's).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this interrupted run (id, prefix or 'latest'); finished cases are not redone.")] = None,
     experiment_id: Annotated[str | None, typer.Option("--experiment", envvar="TRACEKIT_EXPERIMENT_ID", help="Tag the run and its traces with this experiment id.")] = None,
     fail_under: Annotated[float | None, typer.Option("--fail-under", help="Exit 1 when accuracy is below this (for CI).")] = None,
@@ -135,7 +135,7 @@ def run_cmd(
 @app.command("list")
 def list_cmd(
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many, newest first.")] = 20,
     fmt: Annotated[str, FormatOption("table", "csv", "json", "jsonl")] = "table",
     home: HomeOption = None,
 ) -> None:
@@ -156,7 +156,7 @@ def list_cmd(
 def show_cmd(
     run: Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or 'latest'.")],
     failed: Annotated[bool, typer.Option("--failed", help="Only cases that did not pass.")] = False,
-    width: Annotated[int, typer.Option(help="Characters of output / explanation to show.")] = 60,
+    width: Annotated[int, typer.Option(min=10, help="Characters of output / explanation to show.")] = 60,
     fmt: Annotated[str, FormatOption("table", "csv", "json", "jsonl")] = "table",
     home: HomeOption = None,
 ) -> None:
@@ -192,7 +192,7 @@ def show_cmd(
 def compare_cmd(
     run_a: Annotated[str, typer.Argument(help="The baseline run (id, prefix or 'latest').")],
     run_b: Annotated[str, typer.Argument(help="The run to compare with it.")],
-    max_cases: Annotated[int, typer.Option("--max-cases", help="Regressions / fixes to list.")] = 20,
+    max_cases: Annotated[int, typer.Option("--max-cases", min=0, help="Regressions / fixes to list.")] = 20,
     fmt: Annotated[str, FormatOption("text", "json")] = "text",
     home: HomeOption = None,
 ) -> None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 from typing import Any
@@ -107,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # `tracekit sql ... | head`: the reader left; nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except OSError as exc:  # a path given on the command line (or the disk): which file and why, not a traceback
+            from ._common import say
+
+            names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+            say(f"error: {exc.strerror or exc}" + (f": {names}" if names else ""), err=True)
+            return 2
         except Exception as exc:  # usage errors (click's, or the click typer vendors)
             if isinstance(exc, usage_errors()):
                 line, code = one_line(exc, command(), list(sys.argv[1:] if argv is None else argv))

@@ -47,7 +47,7 @@ def run_cmd(
     budget: Annotated[float, typer.Option("--budget", "-b", help="Wall-clock budget in seconds.")] = 60.0,
     grace: Annotated[float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL at the deadline.")] = 5.0,
     memory: Annotated[str, typer.Option("--memory", "-m", help="Memory cap: 512M, 2G, ... or none.")] = "2G",
-    procs: Annotated[int, typer.Option("--procs", help="Process cap (0: none).")] = 256,
+    procs: Annotated[int, typer.Option("--procs", min=0, help="Process cap (0: none).")] = 256,
     disk: Annotated[str, typer.Option("--disk", help="Disk cap for /tmp and the run's folders: 1G, ... or none.")] = "1G",
     output: Annotated[str, typer.Option("--output", help="Cap on stdout and on stderr: 10M, ...")] = "10M",
     workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Folder copied for the run (default: the current one).")] = None,

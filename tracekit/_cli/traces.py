@@ -20,7 +20,7 @@ def register(root: typer.Typer) -> None:
 
 @app.command("list")
 def list_cmd(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many, newest first.")] = 20,
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment id.")] = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
@@ -68,7 +68,7 @@ def _narrow(cols: list[str], rows: list[Any]) -> tuple[list[str], list[list[Any]
 @app.command("show")
 def show_cmd(
     trace_id: Annotated[str, typer.Argument(help="A trace id or a unique prefix of one.")],
-    width: Annotated[int, typer.Option(help="Characters of input/output to show per span.")] = 100,
+    width: Annotated[int, typer.Option(min=10, help="Characters of input/output to show per span.")] = 100,
     fmt: Annotated[str, FormatOption("tree", "json")] = "tree",
     transcript: Annotated[bool, typer.Option("--transcript", help="Show the run as a conversation: user turns, "
                                              "thinking, text, tool calls with results, tokens and cost.")] = False,
