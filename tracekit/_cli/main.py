@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._usage import one_line, usage_errors
 
     with warnings.catch_warnings():
-        warnings.simplefilter("default", TracekitWarning)  # printed as a line, never raised (whatever the filters)
+        warnings.simplefilter("always", TracekitWarning)  # printed as a line, never raised (whatever the filters)
         warnings.showwarning = _show_warning
         try:
             rv = command().main(args=argv, prog_name="tracekit", standalone_mode=False)
