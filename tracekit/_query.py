@@ -31,10 +31,14 @@ def database(home: str | Path | None = None) -> "Database":
 def query(sql: str, *, home: str | Path | None = None, flush: bool = True) -> "duckdb.DuckDBPyRelation":
     """Run SQL over the store; returns a DuckDB relation (`.pl()`, `.arrow()`, `.df()`, `.fetchall()`).
 
-    Spans still buffered in this process are flushed first, so what just ran is visible.
+    Spans still buffered in this process are flushed first, so what just ran is visible. A `home` that
+    does not exist answers with empty tables and a `StoreWarning` naming it (an existing empty one is quiet).
     """
     if flush:
         _flush()
+    from .store._store import Store
+
+    Store(get_settings().home if home is None else home).warn_if_missing(stacklevel=2)  # else 0 rows without a word
     return database(home).sql(sql)
 
 

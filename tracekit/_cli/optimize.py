@@ -19,7 +19,7 @@ from .._errors import OptimizerError
 from .._util.termtext import json_text
 from ..store import default_home
 from ..store._tables import ExperimentRow
-from ._common import cell, console, emit, say, short
+from ._common import FormatOption, cell, console, emit, say, short
 
 
 class _DefaultRun(TyperGroup):
@@ -188,7 +188,7 @@ def status_cmd(
     tag: TagOpt = None,
     home: HomeOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Ledger rows to show (newest).")] = 20,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    fmt: Annotated[str, FormatOption("table", "json")] = "table",
 ) -> None:
     """Where a run stands: summary, experiments in flight, the last ledger rows.
 

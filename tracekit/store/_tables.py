@@ -51,7 +51,9 @@ SPANS = Table(
         Column("start_time", TIMESTAMP, "Start, UTC.", required=True),
         Column("end_time", TIMESTAMP, "End, UTC.", required=True),
         Column("duration_ms", FLOAT64, "end_time - start_time in milliseconds.", required=True),
-        Column("status", STRING, "ok | error | unset.", required=True),
+        Column("status", STRING, "ok | error: whether the span failed. OpenTelemetry's UNSET (no error recorded) is "
+               "ok, as in every other table and view (files from earlier versions say 'unset': they read as ok).",
+               required=True, legacy=(("unset", "ok"),)),
         Column("status_message", STRING, "The status description (an error's message)."),
         Column("service_name", STRING, "Resource attribute service.name."),
         Column("project", STRING, "tracekit project (resource or span attribute tracekit.project)."),
