@@ -16,9 +16,9 @@ from tracekit.optimizer._review import load_chain
 from tests._support.gaming import (
     GAMING_FAKE_METRIC,
     GAMING_FEWER_CASES,
+    GAMING_MEMORIZED,
     HONEST_LR,
     HONEST_STEPS,
-    gaming_memorized,
     make_gaming_target,
 )
 from tests._support.optimizer import ScriptedProposer, git, optimize
@@ -31,7 +31,7 @@ def _by_description(rows: list) -> dict[str, dict]:
 def test_gaming_keeps_carry_alarms_and_review_leaves_only_the_honest_changes(tmp_path: Path,
                                                                               capsys: pytest.CaptureFixture[str]) -> None:
     root = make_gaming_target(tmp_path / "fit")
-    steps = [HONEST_LR, HONEST_STEPS, GAMING_FEWER_CASES, gaming_memorized, GAMING_FAKE_METRIC]
+    steps = [HONEST_LR, HONEST_STEPS, GAMING_FEWER_CASES, GAMING_MEMORIZED, GAMING_FAKE_METRIC]
     s = optimize(root, proposer=ScriptedProposer(steps), iterations=5)
     rows = _by_description(s.rows)
     honest = [rows["a higher learning rate converges further"], rows["more gradient steps"]]
