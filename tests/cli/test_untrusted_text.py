@@ -253,7 +253,7 @@ def test_optimize_live_plain_status_report_and_files_are_inert(tmp_path: Path) -
     assert_inert(out)
     assert_inert(err, literal=False)
     out, err = cli("optimize", str(root), "-n", "3", "--live", *common, home=home)
-    assert "experiment 1 of 3" in out and "main-0003 " in out and "crash" in out  # the display counts this session
+    assert "3 of 3 experiments done" in out and "main-0003 " in out and "crash" in out  # the whole run, resumes included
     assert_inert(out)
     for args in (("optimize", "status", str(root)), ("optimize", "report", str(root)), ("optimize", "status", str(root),
                                                                                           "--format", "json")):
