@@ -5,7 +5,9 @@ it is the best of many tries: its recorded gain is biased upward (the winner's c
 measures it again the way a skeptic would: N reruns of the candidate (the incumbent after review,
 or `--experiment ID`) and N of the baseline, interleaved, each with a fresh random `TRACEKIT_SEED`,
 and reports the improvement (candidate mean - baseline mean, positive = better) with a 95%
-confidence interval from Welch's t (unequal variances; the t quantile computed here, no SciPy).
+confidence interval from Welch's t (unequal variances; the t quantile computed here, no SciPy),
+next to the improvement the loop's own numbers claimed (the keep's recorded metric against the
+baseline runs' mean) and whether that claim falls inside the interval.
 
 The verdict: **confirmed** when every rerun succeeded and the interval's lower end is above the
 run's pre-registered `min_delta` (0 by default: the gain is real); otherwise **not-confirmed**.
@@ -51,6 +53,8 @@ def confirm(target: Target, home: Path, run_id: str, *, runs: int = 5, experimen
                                  f"{eid}, at least 2 each):\n" + "\n".join(failed) + f"\nlogs: {rr.folder}. Fix the "
                                  "cause (a target that fails on other seeds is a finding too) and run confirm again")
         imp, low, high, df = welch(base, cand, target.better)
+        recorded = [m for r in rr.rows if r["status"] == "baseline" and (m := r.get("metric")) is not None]
+        claimed = target.improvement(row["metric"], statistics.fmean(recorded)) if row.get("metric") is not None else None
         ok = not failed and math.isfinite(low) and low > target.noise.min_delta
         label = "confirmed" if ok else "not-confirmed"
         result: dict[str, Any] = {
@@ -59,7 +63,8 @@ def confirm(target: Target, home: Path, run_id: str, *, runs: int = 5, experimen
             "improvement": imp, "low": low, "high": high, "level": LEVEL, "method": "welch", "df": df,
             "baseline_mean": statistics.fmean(base), "candidate_mean": statistics.fmean(cand),
             "baseline_values": base, "candidate_values": cand, "recorded_metric": row.get("metric"),
-            "recorded_improvement": row.get("improvement"), "min_delta": target.noise.min_delta,
+            "claimed_improvement": claimed, "claim_in_interval": claimed is not None and low <= claimed <= high,
+            "min_delta": target.noise.min_delta,
             "confirmed": ok, "label": label, "rule": RULE, "failures": failed,
             "seeds": {str(m.index): m.seed for m in measured}, "measurements": [asdict(m) for m in measured],
             "trace_id": rr.trace_id, "series_id": rr.series_id, "created_at": rr.stamp,
@@ -74,15 +79,14 @@ def summary(r: dict[str, Any]) -> str:
     """One paragraph a human reads (the annotation's note, the CLI's verdict)."""
     text = (f"{r['label']}: {r['candidate']} vs the baseline over {r['runs']} fresh-seed runs each: {r['metric']} "
             f"{r['baseline_mean']:.6g} -> {r['candidate_mean']:.6g}, improvement {r['improvement']:+.4g}, 95% interval "
-            f"[{r['low']:+.4g}, {r['high']:+.4g}] (Welch, df {r['df']:.3g}); the loop recorded "
-            f"{_g(r.get('recorded_improvement'))}.")
+            f"[{r['low']:+.4g}, {r['high']:+.4g}] (Welch, df {r['df']:.3g}).")
+    claimed = r.get("claimed_improvement")
+    if claimed is not None:
+        where = "inside" if r["claim_in_interval"] else "above" if claimed > r["high"] else "below"
+        text += f" The loop's numbers claimed {claimed:+.4g} over the baseline: {where} the interval."
     if r["failures"]:
         text += f" {len(r['failures'])} rerun(s) failed: " + "; ".join(r["failures"])[:600]
     return text
-
-
-def _g(v: Any) -> str:
-    return "?" if v is None else f"{v:+.4g}"
 
 
 def welch(base: list[float], cand: list[float], better: int) -> tuple[float, float, float, float]:

@@ -279,8 +279,9 @@ class Session:
                 raise OptimizerError(f"setup {self.target.setup!r} failed with exit code {proc.returncode}:\n{tail}")
         leaked = [rel for rel in self.target.sealed if os.path.lexists(tmp / rel)]
         if leaked:
-            raise OptimizerError(f"setup {self.target.setup!r} put the sealed holdout files {leaked} into the base "
-                                 "workspace, where every run and the proposer would see them; make setup leave them out")
+            raise OptimizerError(f"the base workspace holds the sealed holdout files {leaked}"
+                                 + (f" (setup {self.target.setup!r} wrote them)" if self.target.setup else "")
+                                 + ": every run and the proposer would see them. Make setup leave them out")
         hashes = self.target.fixed_hashes(tmp)
         if hashes != self.meta["fixed_hashes"]:
             bad = sorted(k for k in hashes if hashes[k] != self.meta["fixed_hashes"].get(k))
