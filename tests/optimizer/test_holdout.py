@@ -14,63 +14,14 @@ import pytest
 import tracekit
 from tracekit._cli.main import main
 from tracekit._errors import OptimizerError
-from tracekit.optimizer import Optimizer, load_target
+from tracekit.optimizer import Optimizer, Proposal, load_target
 from tracekit.optimizer._holdout import holdout
 from tracekit.optimizer._ledger import Ledger
 from tracekit.optimizer._promote import message
 from tracekit.optimizer._rerun import target_for_run
 
+from tests._support.holdout import GAMING, HONEST, MARK, TOML, make_eval_target
 from tests._support.optimizer import ScriptedProposer, git, git_dir, optimize
-
-MARK = "SEALED-CASE-7f3a"
-SCORE = textwrap.dedent('''\
-    """Scores solver.solve: `val` on cases.jsonl, `test` on the sealed holdout.jsonl (absent from loop runs)."""
-    import json
-    import os
-    import sys
-
-    import tracekit
-    from solver import solve
-
-    split = sys.argv[1]
-    print(f"sealed_visible: {int(os.path.exists('holdout.jsonl'))}")
-    cases = [json.loads(line) for line in open("holdout.jsonl" if split == "test" else "cases.jsonl")]
-    ok = 0
-    for case in cases:
-        with tracekit.span("case", kind="eval") as s:
-            s.set_input(case)
-            ok += solve(case["x"]) == case["y"]
-    print(f"{split}_score: {ok / len(cases):.6f}")
-''')
-TOML = textwrap.dedent('''\
-    [target]
-    editable = ["solver.py"]
-    fixed = ["score.py", "cases.jsonl"]
-    run = "python score.py val"
-    metric = "val_score"
-    direction = "max"
-    budget_s = 20
-    [noise]
-    baseline_runs = 1
-    [holdout]
-    run = "python score.py test"
-    metric = "test_score"
-    files = ["holdout.jsonl"]
-''')
-SOLVER = "def solve(x):\n    return x * 2\n"
-GAMING = "ANSWERS = {3: 9, 4: 16}  # the val cases' answers\n\n\ndef solve(x):\n    return ANSWERS.get(x, x * 2)\n"
-HONEST = "def solve(x):\n    return x * x\n"
-
-
-def make_eval_target(root: Path, toml: str = TOML) -> Path:
-    root.mkdir(parents=True)
-    (root / "solver.py").write_text(SOLVER)
-    (root / "score.py").write_text(SCORE)
-    (root / "cases.jsonl").write_text("".join(json.dumps({"id": f"v{x}", "x": x, "y": x * x}) + "\n" for x in (3, 4, 5, 6)))
-    (root / "holdout.jsonl").write_text("".join(json.dumps({"id": f"{MARK}-{x}", "x": x, "y": x * x}) + "\n"
-                                                for x in (7, 8, 9)))
-    (root / "tracekit.toml").write_text(toml)
-    return root
 
 
 def _files(folder: Path) -> str:
@@ -155,9 +106,7 @@ def test_holdout_alarms_on_a_keep_that_fits_the_optimized_split_only(tmp_path: P
     assert "Sealed holdout (test_score): 0 -> 1; the optimized split moved +1, the sealed one +1." in text
 
 
-def _whole(text: str, why: str) -> object:
-    from tracekit.optimizer import Proposal
-
+def _whole(text: str, why: str) -> Proposal:
     return Proposal(files={"solver.py": text}, rationale=why)
 
 
