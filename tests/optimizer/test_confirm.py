@@ -31,6 +31,8 @@ SEEDED = BOWL.replace('''    print(f"val_loss: {loss:.6f}")''', '''    seed = os
         import random
 
         loss += random.Random(int(seed)).gauss(0, 0.01)
+        if globals().get("HUGE"):  # a hostile candidate: values no arithmetic survives, once it is rerun
+            loss = 1e308 * (1 if int(seed) % 2 else -1)
     elif globals().get("LUCKY"):
         loss -= 0.5
     print(f"seed: {seed or 'unset'}")
@@ -121,7 +123,7 @@ def test_confirm_refuses_while_a_loop_holds_the_run_and_the_loop_waits_for_it(tm
         while loop_pid(home / "optimizer" / "main") is None:
             assert loop.poll() is None and time.monotonic() < deadline, "the loop did not start"
             time.sleep(0.1)
-        with pytest.raises(OptimizerError, match=rf"a loop \(pid {loop.pid}\) is working on run 'main'.*optimize stop"):
+        with pytest.raises(OptimizerError, match=rf"a loop \(pid {loop.pid}; or a confirm or holdout\) is working on run 'main'.*optimize stop"):
             confirm(target, home, "main", runs=2)
     finally:
         os.killpg(loop.pid, signal.SIGKILL)
@@ -145,3 +147,14 @@ def test_confirm_says_what_to_do_with_a_bad_request(tmp_path: Path) -> None:
     with pytest.raises(OptimizerError, match="'main-0042' is not a measured candidate of run 'main'"):
         confirm(target, home, "main", runs=2, experiment="main-0042")
     assert not list((home / "optimizer" / "main").glob("confirm-*"))  # a refused confirm writes nothing
+
+
+def test_confirm_judges_metrics_too_large_to_compare_as_not_confirmed(tmp_path: Path) -> None:
+    root = make_target(tmp_path / "bowl", script=SEEDED, baseline_runs=1)
+    optimize(root, proposer=ScriptedProposer([
+        replace_line("LR = 0.1  # learning rate", "LR = 0.4  # learning rate\nHUGE = True", "and then some")]), iterations=1)
+    home = root / ".tracekit"
+    result = confirm(target_for_run(root, home, "main"), home, "main", runs=4)
+    assert result["label"] == "not-confirmed" and result["candidate_values"] and result["improvement"] != result["improvement"]
+    note = tracekit.query("SELECT label, score FROM annotations WHERE source = 'confirm'", home=home).fetchall()
+    assert note == [("not-confirmed", None)]  # no made-up score

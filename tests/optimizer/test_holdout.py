@@ -15,7 +15,7 @@ import tracekit
 from tracekit._cli.main import main
 from tracekit._errors import OptimizerError
 from tracekit.optimizer import Optimizer, Proposal, load_target
-from tracekit.optimizer._holdout import holdout
+from tracekit.optimizer._holdout import holdout, overfitting
 from tracekit.optimizer._ledger import Ledger
 from tracekit.optimizer._promote import message
 from tracekit.optimizer._rerun import target_for_run
@@ -96,6 +96,7 @@ def test_holdout_alarms_on_a_keep_that_fits_the_optimized_split_only(tmp_path: P
     gaming, honest = (json.loads(p.read_text()) for p in sorted(run_dir.glob("holdout-*.json")))
     assert (gaming["experiment"], gaming["optimized_gain"], gaming["sealed_gain"]) == ("main-0001", 0.5, 0.0)
     assert gaming["alarm"].startswith("overfitting:") and honest["alarm"] is None
+    assert overfitting(0.5, float("nan")) and overfitting(0.5, -0.1) and not overfitting(-0.2, -0.5)
     assert (honest["metric"], honest["baseline"], honest["candidate"], honest["optimized_gain"], honest["sealed_gain"]) == (
         "test_score", 0.0, 1.0, 1.0, 1.0)
     notes = tracekit.query("SELECT target_id, label, score FROM annotations WHERE source = 'holdout' ORDER BY time",

@@ -52,18 +52,22 @@ def confirm(target: Target, home: Path, run_id: str, *, runs: int = 5, experimen
             raise OptimizerError(f"too few reruns succeeded to compare ({len(base)} of the baseline, {len(cand)} of "
                                  f"{eid}, at least 2 each):\n" + "\n".join(failed) + f"\nlogs: {rr.folder}. Fix the "
                                  "cause (a target that fails on other seeds is a finding too) and run confirm again")
-        imp, low, high, df = welch(base, cand, target.better)
+        try:
+            imp, low, high, df = welch(base, cand, target.better)
+        except OverflowError:  # values too large to subtract or square: a metric no one can compare
+            imp = low = high = df = math.nan
         recorded = [m for r in rr.rows if r["status"] == "baseline" and (m := r.get("metric")) is not None]
-        claimed = target.improvement(row["metric"], statistics.fmean(recorded)) if row.get("metric") is not None else None
-        ok = not failed and math.isfinite(low) and low > target.noise.min_delta
+        metric = row.get("metric")
+        claimed = target.improvement(metric, _mean(recorded)) if metric is not None else None
+        ok = not failed and math.isfinite(low) and math.isfinite(high) and low > target.noise.min_delta
         label = "confirmed" if ok else "not-confirmed"
         result: dict[str, Any] = {
             "kind": "confirm", "run_id": run_id, "candidate": eid, "candidate_commit": commit,
             "baseline_commit": rr.baseline_commit, "metric": target.metric, "direction": target.direction, "runs": runs,
             "improvement": imp, "low": low, "high": high, "level": LEVEL, "method": "welch", "df": df,
-            "baseline_mean": statistics.fmean(base), "candidate_mean": statistics.fmean(cand),
+            "baseline_mean": _mean(base), "candidate_mean": _mean(cand),
             "baseline_values": base, "candidate_values": cand, "recorded_metric": row.get("metric"),
-            "claimed_improvement": claimed, "claim_in_interval": claimed is not None and low <= claimed <= high,
+            "claimed_improvement": claimed, "claim_in_interval": claimed is not None and bool(low <= claimed <= high),
             "min_delta": target.noise.min_delta,
             "confirmed": ok, "label": label, "rule": RULE, "failures": failed,
             "seeds": {str(m.index): m.seed for m in measured}, "measurements": [asdict(m) for m in measured],
@@ -87,6 +91,13 @@ def summary(r: dict[str, Any]) -> str:
     if r["failures"]:
         text += f" {len(r['failures'])} rerun(s) failed: " + "; ".join(r["failures"])[:600]
     return text
+
+
+def _mean(xs: list[float]) -> float:
+    try:
+        return statistics.fmean(xs)
+    except OverflowError:
+        return math.nan
 
 
 def welch(base: list[float], cand: list[float], better: int) -> tuple[float, float, float, float]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from dataclasses import asdict
 from pathlib import Path
@@ -72,7 +73,7 @@ def holdout(target: Target, home: Path, run_id: str, *, runs: int = 1, experimen
             raise OptimizerError(f"the holdout command did not report {hold.metric} for "
                                  f"{'the baseline' if not base else eid}:\n" + "\n".join(failed)
                                  + f"\nlogs: {rr.folder}. Fix [holdout] run (it must print {hold.metric}) and run it again")
-        b, c = statistics.fmean(base), statistics.fmean(cand)
+        b, c = _mean(base), _mean(cand)
         sealed_gain = target.improvement(c, b)
         optimized_gain, source = _optimized_gain(target, rr, row, commit)
         alarm = overfitting(optimized_gain, sealed_gain)
@@ -109,8 +110,18 @@ def _optimized_gain(target: Target, rr: Rerun, row: Any, commit: str) -> tuple[f
     return target.improvement(metric, statistics.fmean(base)), "ledger (the keep's recorded metric vs the baseline mean)"
 
 
+def _mean(xs: list[float]) -> float:
+    try:
+        return statistics.fmean(xs)
+    except OverflowError:
+        return math.nan
+
+
 def overfitting(optimized_gain: float, sealed_gain: float) -> str | None:
     """The alarm's text when the rule trips (see RULE), else None."""
+    if not math.isfinite(sealed_gain):
+        return (f"the sealed split's scores cannot be compared (gain {sealed_gain}): a metric must be a finite number "
+                "of moderate size; read the runs' output before trusting this candidate")
     if optimized_gain <= 0:
         return None
     if sealed_gain < RATIO * optimized_gain:

@@ -94,9 +94,9 @@ class Rerun:
         run_meta(self.home, self.run_id)  # refuse before Session.open could create a new run
         pid = loop_pid(self.session.dir)
         if pid is not None:
-            raise OptimizerError(f"a loop (pid {pid if pid > 0 else '?'}) is working on run {self.run_id!r}; `optimize "
-                                 f"{self.kind}` needs the run to itself. Wait for the loop to finish, or stop it "
-                                 f"(`tracekit optimize stop --tag {self.run_id}`), then run it again")
+            raise OptimizerError(f"a loop (pid {pid if pid > 0 else '?'}; or a confirm or holdout) is working on run "
+                                 f"{self.run_id!r}; `optimize {self.kind}` needs the run to itself. Wait for it to "
+                                 f"finish, or stop a loop (`tracekit optimize stop --tag {self.run_id}`), then run it again")
         self.rows = Ledger(self.home, self.run_id).rows
         if not any(r["status"] == "baseline" and r.get("metric") is not None for r in self.rows):
             raise OptimizerError(f"run {self.run_id!r} has no measured baseline yet: nothing to compare; let the loop "
