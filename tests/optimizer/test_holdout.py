@@ -132,9 +132,11 @@ def test_holdout_refuses_a_split_changed_since_registration_and_a_target_without
     ('[holdout]\nrun = "x"\nmetric = "m"\nfiles = ["../outside.jsonl"]\n', r"outside the target folder"),
     ('[holdout]\nrun = "x"\nmetric = "m"\nfiles = ["holdout.jsonl"]\nbudget_s = -1\n', r"budget_s must be a positive"),
     ('[holdout]\nrun = "x"\nmetric = "m"\nfiles = ["holdout.jsonl"]\nsplit = "test"\n', r"unknown keys in \[holdout\]"),
+    ('holdout = ""\n', r"\[holdout\] must be a table"),
 ])
 def test_a_holdout_section_that_would_not_seal_is_refused(tmp_path: Path, section: str, error: str) -> None:
-    root = make_eval_target(tmp_path / "t", TOML.split("[holdout]")[0] + section)
+    plain = TOML.split("[holdout]")[0]
+    root = make_eval_target(tmp_path / "t", section + plain if section.startswith("holdout =") else plain + section)
     with pytest.raises(OptimizerError, match=error):
         load_target(root)
 

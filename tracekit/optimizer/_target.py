@@ -22,7 +22,7 @@ Read from `<folder>/tracekit.toml` (all keys optional) and overridden by flags:
     model = "claude-sonnet-5-5"
     [holdout]                        # a sealed split, scored only by `tracekit optimize holdout`
     run = "python -m tracekit eval run evals.py --split test -f json"
-    metric = "test.accuracy"
+    metric = "accuracy"
     files = ["holdout.jsonl"]        # never copied into a run, the base or the proposer's context
 
     target = load_target(Path("examples/tinylm"), {"budget_s": 30})
@@ -375,6 +375,8 @@ def _holdout(folder: Path, data: Any, visible: tuple[str, ...]) -> Holdout | Non
     if data is None:
         return None
     where = f"{folder / TOML_NAME} [holdout]"
+    if not isinstance(data, dict):
+        raise OptimizerError(f"{where} must be a table: [holdout] with run, metric and files below it")
     missing = [k for k in ("run", "metric", "files") if not data.get(k)]
     if missing:
         raise OptimizerError(f"{where}: {', '.join(missing)} not set; a holdout needs run = \"the command that scores "
