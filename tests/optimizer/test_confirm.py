@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import tracekit
+from tracekit._cli.main import main
 from tracekit._errors import OptimizerError
 from tracekit.optimizer import Optimizer, load_target
 from tracekit.optimizer._confirm import confirm, t_quantile, welch
@@ -133,7 +134,7 @@ def test_confirm_refuses_while_a_loop_holds_the_run_and_the_loop_waits_for_it(tm
             Optimizer(load_target(root), iterations=2, proposer="search").run()
 
 
-def test_confirm_says_what_to_do_with_a_bad_request(tmp_path: Path) -> None:
+def test_confirm_says_what_to_do_with_a_bad_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_target(tmp_path / "bowl", baseline_runs=1)
     home = root / ".tracekit"
     with pytest.raises(OptimizerError, match="no run 'main'"):
@@ -146,15 +147,19 @@ def test_confirm_says_what_to_do_with_a_bad_request(tmp_path: Path) -> None:
         confirm(target, home, "main", runs=2)
     with pytest.raises(OptimizerError, match="'main-0042' is not a measured candidate of run 'main'"):
         confirm(target, home, "main", runs=2, experiment="main-0042")
+    assert main(["optimize", "confirm", str(root)]) == 2
+    assert "error: run 'main' has no kept experiment" in capsys.readouterr().err
     assert not list((home / "optimizer" / "main").glob("confirm-*"))  # a refused confirm writes nothing
 
 
-def test_confirm_judges_metrics_too_large_to_compare_as_not_confirmed(tmp_path: Path) -> None:
+def test_confirm_judges_metrics_too_large_to_compare_as_not_confirmed(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     root = make_target(tmp_path / "bowl", script=SEEDED, baseline_runs=1)
     optimize(root, proposer=ScriptedProposer([
         replace_line("LR = 0.1  # learning rate", "LR = 0.4  # learning rate\nHUGE = True", "and then some")]), iterations=1)
     home = root / ".tracekit"
-    result = confirm(target_for_run(root, home, "main"), home, "main", runs=4)
+    assert main(["optimize", "confirm", str(root), "--runs", "4", "-f", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert result["label"] == "not-confirmed" and result["candidate_values"] and result["improvement"] != result["improvement"]
     note = tracekit.query("SELECT label, score FROM annotations WHERE source = 'confirm'", home=home).fetchall()
     assert note == [("not-confirmed", None)]  # no made-up score

@@ -101,10 +101,14 @@ class Rerun:
         if not any(r["status"] == "baseline" and r.get("metric") is not None for r in self.rows):
             raise OptimizerError(f"run {self.run_id!r} has no measured baseline yet: nothing to compare; let the loop "
                                  "measure it first (`tracekit optimize TARGET_DIR`)")
-        self.session.open()  # takes the lock: a loop started now is refused until we are done
-        self._prev = tracekit.get_settings()
-        tracekit.configure(home=self.home, project=self.target.name)
-        self.root = self._span(f"optimizer.{self.kind}", "chain", None)
+        try:
+            self.session.open()  # takes the lock: a loop started now is refused until we are done
+            self._prev = tracekit.get_settings()
+            tracekit.configure(home=self.home, project=self.target.name)
+            self.root = self._span(f"optimizer.{self.kind}", "chain", None)
+        except BaseException:
+            self.session.close()  # refused (settings changed since the run started, ...): the lock is let go
+            raise
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
