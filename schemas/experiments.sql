@@ -55,5 +55,6 @@ CREATE TABLE experiments (
     host VARCHAR,
     confirmed BOOLEAN,
     reason VARCHAR,
-    alarms VARCHAR[]
+    alarms VARCHAR[],
+    registration VARCHAR
 );

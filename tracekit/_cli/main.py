@@ -31,6 +31,7 @@ COMMANDS = [
     "tracekit._cli.demo",
     "tracekit._cli.eval",
     "tracekit._cli.optimize",
+    "tracekit._cli.optimize_confirm",
     "tracekit._cli.sandbox",
     "tracekit._cli.serve",
     "tracekit._cli.sql",

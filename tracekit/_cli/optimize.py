@@ -195,17 +195,21 @@ def status_cmd(
     Example: tracekit optimize status examples/tinylm
     """
     from ..optimizer._ledger import Ledger
+    from ..optimizer._registration import describe, of_rows
     from ..optimizer._report import pick_run, summary_markdown
 
     h = _resolve(target_dir, home)
     run_id = pick_run(h, tag)
     led = Ledger(h, run_id)
     pending = led.pending()
+    registered = of_rows(led.rows)
     if fmt == "json":
-        emit(json_text({"run_id": run_id, "rows": led.rows, "in_flight": [p.intent["experiment_id"] for p in pending]},
-                       default=str))
+        emit(json_text({"run_id": run_id, "rows": led.rows, "in_flight": [p.intent["experiment_id"] for p in pending],
+                        "registration": registered}, default=str))
         return
     say(summary_markdown(led.rows, run_id, len(pending)))
+    say("\n".join(describe(registered)) if registered else "pre-registered: nothing recorded (a run from before "
+        "registrations, or its baseline has not finished)")
     for p in pending:
         say(f"in flight (or interrupted): {p.intent['experiment_id']} {short(p.intent.get('description'), 80)}")
     metric = (led.rows[0]["metric_name"] if led.rows else None) or "metric"

@@ -291,6 +291,7 @@ class Recorder(RunStage):
             "repair_of": f.repair_of, "started_at": _utc(f.started_at), "finished_at": _utc(now),
             "prompt": f.prompt or None, "raw_output": p.raw_output or None, "host": json.dumps(host_facts()),
             "noise": self.noise(), "threshold": self.threshold(),
+            "registration": json.dumps(self.session.meta.get("registration")) if f.baseline else None,
         }
 
     def alarms(self, row: ExperimentRow, result: dict[str, Any]) -> list[str]:

@@ -165,6 +165,7 @@ EXPERIMENTS = register_table(Table(
         Column("confirmed", BOOL, "Set when the candidate was rerun (a near-miss, or confirm = true): whether the mean still cleared the threshold."),
         Column("reason", STRING, "Why it was kept, discarded or failed, in one line with its numbers (improvement, threshold, noise)."),
         Column("alarms", list_of(STRING), "For a keep: signs of gaming the metric ('rule: message'), see tracekit.optimizer.ALARMS."),
+        Column("registration", JSON, "On baseline rows: what the run pre-registered before its baseline (metric, direction, threshold rule, run command, fixed files' SHA-256, budget, holdout and its sealed files' SHA-256)."),
     ),
 ))
 
@@ -228,6 +229,7 @@ class ExperimentRow(TypedDict, total=False):
     confirmed: bool | None
     reason: str | None
     alarms: list[str] | None
+    registration: str | None
 
 EVAL_RESULTS = register_table(Table(
     name="eval_results",
