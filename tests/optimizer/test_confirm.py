@@ -21,7 +21,7 @@ from tracekit.optimizer._confirm import confirm, t_quantile, welch
 from tracekit.optimizer._ledger import Ledger
 from tracekit.optimizer._rerun import Rerun, target_for_run
 from tracekit.optimizer._review import rebuild_branch, record_decision
-from tracekit.optimizer._session import Session, loop_pid
+from tracekit.optimizer._session import loop_pid
 
 from tests._support.optimizer import BOWL, ScriptedProposer, make_target, optimize, replace_line
 
@@ -71,12 +71,7 @@ def test_confirm_separates_a_real_gain_from_a_lucky_one_and_follows_the_review(t
     assert lucky["low"] < 0 < lucky["high"] and abs(lucky["improvement"]) < 0.05
 
     record_decision(home, "main", "main-0002", "reject", why="better only on the loop's seed", author="ana")
-    session = Session(target, home, "main")
-    session.open()
-    try:
-        chain = rebuild_branch(session, Ledger(home, "main").rows)
-    finally:
-        session.close()
+    chain = rebuild_branch(home, "main", Ledger(home, "main").rows)
     real = confirm(target, home, "main", runs=3)  # the incumbent after review: main-0003 rebased onto the baseline
     assert real["candidate"] == "main-0003" and real["candidate_commit"] == chain.head and chain.links[0].rebased
     assert real["label"] == "confirmed" and real["confirmed"]

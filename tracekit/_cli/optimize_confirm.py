@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from .._util.termtext import json_text
-from ._common import emit, say
+from ._common import FormatOption, emit, say
 from .optimize import HomeOpt, TagOpt, _resolve
 from .optimize import app as optimize_app
 
@@ -30,7 +30,7 @@ TargetArg = Annotated[Path | None, typer.Argument(help="The target folder (defau
 ExperimentOpt = Annotated[str | None, typer.Option("--experiment", help="Experiment to rerun (default: the best after review).",
                                                    show_default=False)]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Sandbox backend: auto | bwrap | unshare | local.")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="text | json")]
+FormatOpt = Annotated[str, FormatOption("text", "json")]
 
 
 def _setup(target_dir: Path | None, tag: str | None, home: Path | None) -> tuple[Any, Path, str]:
