@@ -14,10 +14,11 @@ A fence's language says what happens to it:
   in order, so `cd`, `export` and shell variables carry over; ``console``: only the `$ ` lines run,
   the others are the output they show;
 - ``sql``: every statement runs through `tracekit sql --format json` in the page's shell;
-- ``toml`` and ``json``: parsed (a fragment that does not parse is a failure); ``text``: shown
+- ``toml``, ``json`` and ``jsonl``: parsed (a fragment that does not parse is a failure); ``text``: shown
   output, trees and diagrams, never run. A fence with no language, or another one, is an error.
 
-A marker, an HTML comment on the line before the fence (a blank line between is allowed), changes it:
+A marker, an HTML comment on a line right above the fence (several may stack; a blank line may
+separate them from the fence), changes it:
 
 - ``<!-- docs-test: skip REASON -->``: not run; the reason is listed at the end of the test session;
 - ``<!-- docs-test: file PATH -->``: written to PATH (relative to the page's folder), not run; a
@@ -50,7 +51,7 @@ from . import DOCS, ROOT
 
 PAGES = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
 RUN = {"python", "bash", "sh", "console", "sql"}
-CHECK = {"toml", "json"}
+CHECK = {"toml", "json", "jsonl"}
 SHOWN = {"text"}
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<verb>[\w-]+)\s*(?P<arg>.*?)\s*-->\s*$")
 VERBS = {"skip", "file", "needs", "home"}
@@ -67,13 +68,13 @@ RULES: list[tuple[re.Pattern[str], str]] = [
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block: where it is, its language, its text and its marker (verb, argument)."""
+    """One fenced block: where it is, its language, its text and its markers (verb -> argument)."""
 
     page: Path
     line: int
     lang: str
     text: str
-    marker: tuple[str, str] | None = None
+    markers: dict[str, str] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -92,7 +93,7 @@ class Plan:
 
 
 def blocks(page: Path, text: str | None = None) -> list[Block]:
-    """Every fenced block of a Markdown page (nested in lists too), with the marker right above it."""
+    """Every fenced block of a Markdown page (nested in lists too), with the markers right above it."""
     source = page.read_text() if text is None else text
     lines = source.splitlines()
     found = []
@@ -100,13 +101,14 @@ def blocks(page: Path, text: str | None = None) -> list[Block]:
         if tok.type != "fence" or tok.map is None:
             continue
         first = tok.map[0]
-        marker = None
+        markers: dict[str, str] = {}
         above = first - 1
         if above >= 0 and not lines[above].strip():
             above -= 1
-        if above >= 0 and (m := MARKER.match(lines[above])):
-            marker = (m["verb"], m["arg"])
-        found.append(Block(page, first + 1, tok.info.strip().split(" ")[0], tok.content, marker))
+        while above >= 0 and (m := MARKER.match(lines[above])):
+            markers[m["verb"]] = m["arg"]
+            above -= 1
+        found.append(Block(page, first + 1, tok.info.strip().split(" ")[0], tok.content, markers))
     return found
 
 
@@ -160,47 +162,61 @@ def plan(page: Path, port: int, text: str | None = None) -> Plan:
     """The page as steps for tests/_support/docs_page.py; problems and skips are collected, not raised."""
     p = Plan()
     for b in blocks(page, text):
-        verb, arg = b.marker or ("", "")
-        if b.marker and verb not in VERBS:
-            p.problems.append(f"{b.where}: unknown marker `docs-test: {verb}` (known: {', '.join(sorted(VERBS))})")
+        m = b.markers
+        if unknown := set(m) - VERBS:
+            p.problems.append(f"{b.where}: unknown marker `docs-test: {min(unknown)}` (known: {', '.join(sorted(VERBS))})")
             continue
-        if verb == "skip":
-            if not arg:
+        if "skip" in m:
+            if not m["skip"]:
                 p.problems.append(f"{b.where}: `docs-test: skip` needs a reason after it")
-            p.skipped.append((b.where, arg or "(no reason given)"))
+            p.skipped.append((b.where, m["skip"] or "(no reason given)"))
             continue
-        if verb == "needs":
-            if arg != "ANTHROPIC_API_KEY":
-                p.problems.append(f"{b.where}: `docs-test: needs` knows ANTHROPIC_API_KEY only, not {arg!r}")
+        if "needs" in m:
+            if m["needs"] != "ANTHROPIC_API_KEY":
+                p.problems.append(f"{b.where}: `docs-test: needs` knows ANTHROPIC_API_KEY only, not {m['needs']!r}")
             p.needs_claude = True
         if b.lang not in RUN | CHECK | SHOWN:
             p.problems.append(f"{b.where}: a fence needs a language ({', '.join(sorted(RUN | CHECK | SHOWN))}), "
                               f"not {b.lang!r}: tag shown output as ```text")
             continue
-        if verb == "file":
-            if not arg or arg.startswith("/") or ".." in Path(arg).parts:
+        if b.lang in CHECK and (problem := _parses(b)):
+            p.problems.append(problem)
+            continue
+        if "file" in m:
+            path = m["file"]
+            if not path or path.startswith("/") or ".." in Path(path).parts:
                 p.problems.append(f"{b.where}: `docs-test: file` needs a relative path inside the page's folder")
                 continue
-            p.steps.append({"kind": "file", "where": b.where, "path": arg, "text": b.text})
+            p.steps.append({"kind": "file", "where": b.where, "path": path, "text": b.text})
             continue
         if b.lang in CHECK:
-            try:
-                tomllib.loads(b.text) if b.lang == "toml" else json.loads(b.text)
-            except ValueError as exc:
-                p.problems.append(f"{b.where}: the {b.lang} block does not parse: {exc}")
             continue
         if b.lang in SHOWN:
             continue
         if b.lang == "python":
             p.steps.append({"kind": "python", "where": b.where, "text": _loopback(b.text, port)})
         elif b.lang == "sql":
-            home = f" --home {arg}" if verb == "home" else ""
+            home = f" --home {m['home']}" if "home" in m else ""
             for stmt in statements(b.text):
                 p.steps.append({"kind": "sql", "where": b.where, "text": stmt, "home": home})
         else:
             for line in logical_lines(b.text, b.lang):
                 _shell_step(p, b, line, port)
     return p
+
+
+def _parses(b: Block) -> str | None:
+    try:
+        if b.lang == "toml":
+            tomllib.loads(b.text)
+        elif b.lang == "json":
+            json.loads(b.text)
+        else:
+            for line in filter(str.strip, b.text.splitlines()):
+                json.loads(line)
+    except ValueError as exc:
+        return f"{b.where}: the {b.lang} block does not parse: {exc}"
+    return None
 
 
 def _loopback(text: str, port: int) -> str:
