@@ -136,7 +136,7 @@ def sql(shell: Shell, step: dict[str, str], logs: Path, n: int) -> tuple[int, st
     rows = None
     if rc == 0:
         try:
-            rows = len(json.loads(out))
+            rows = len(json.loads((shell.logs / f"shell-{shell.n:03d}.log").read_text()))
         except ValueError:
             return 1, out + "\n[the answer is not the JSON array `--format json` promises]", None
     return rc, out, rows

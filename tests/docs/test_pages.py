@@ -3,7 +3,7 @@
 One test per page. The page runs in a fresh folder holding a copy of examples/ and a link to the
 suite's .venv (what a clone has), with TRACEKIT_HOME at `./.tracekit` there, HOME and the temp folder
 inside it, PATH starting with the venv's bin, ANTHROPIC_BASE_URL at the suite's local Messages API
-server, and nothing of the developer's TRACEKIT_*, OTEL_* or ANTHROPIC_* settings. The copy of
+server, a git identity, and nothing of the developer's TRACEKIT_*, OTEL_* or ANTHROPIC_* settings. The copy of
 examples/tinylm trains a fixed 30 steps per run (TINYLM_STEPS in its tracekit.toml) instead of 40 s,
 so a page that optimizes it takes seconds per experiment; pages that still take long are `slow`.
 """
@@ -52,7 +52,8 @@ def page_env(root: Path, plan_: Plan, port: int, messages_url: str) -> dict[str,
     env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV)}
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", HOME=str(root / "home"),
                TMPDIR=str(root / "tmp"), TRACEKIT_HOME=str(root / ".tracekit"), TRACEKIT_PORT=str(port),
-               ANTHROPIC_BASE_URL=messages_url, NO_COLOR="1")
+               ANTHROPIC_BASE_URL=messages_url, NO_COLOR="1", GIT_AUTHOR_NAME="Docs Reader", GIT_COMMITTER_NAME="Docs Reader",
+               GIT_AUTHOR_EMAIL="reader@localhost", GIT_COMMITTER_EMAIL="reader@localhost")  # a reader's git knows them
     if plan_.needs_claude:
         env["ANTHROPIC_API_KEY"] = "sk-docs-test-placeholder"
     return env
