@@ -2,8 +2,8 @@
 
 One test per page. The page runs in a fresh folder holding a copy of examples/ and a link to the
 suite's .venv (what a clone has), with TRACEKIT_HOME at `./.tracekit` there, HOME and the temp folder
-inside it, PATH starting with the venv's bin, ANTHROPIC_BASE_URL at the suite's local Messages API
-server, a git identity, and nothing of the developer's TRACEKIT_*, OTEL_* or ANTHROPIC_* settings. The copy of
+inside it, PATH starting with the venv's bin, ANTHROPIC_BASE_URL (and examples/agent-harness's model
+proxy's upstream, TRACEKIT_PROXY_UPSTREAM) at the suite's local Messages API server, a git identity, and nothing of the developer's TRACEKIT_*, OTEL_* or ANTHROPIC_* settings. The copy of
 examples/tinylm trains a fixed 30 steps per run (TINYLM_STEPS in its tracekit.toml) instead of 40 s,
 so a page that optimizes it takes seconds per experiment; pages that still take long are `slow`.
 """
@@ -27,7 +27,7 @@ from tests._support.messages_server import MessagesServer
 
 RUNNER = Path(__file__).resolve().parents[1] / "_support" / "docs_page.py"
 # Pages that train tinylm, run the main job or optimize: minutes, not seconds (`scripts/test` runs them).
-SLOW = {"README.md", "docs/quickstart.md", "docs/optimizer.md", "docs/tutorial-overnight.md", "docs/tutorial-agent-harness.md"}
+SLOW = {"README.md", "docs/quickstart.md", "docs/optimizer.md", "docs/tutorial-agent-harness.md"}
 DROPPED_ENV = ("TRACEKIT_", "OTEL_", "ANTHROPIC_", "TRACEPARENT", "VIRTUAL_ENV", "PYTHON")
 
 
@@ -52,8 +52,9 @@ def page_env(root: Path, plan_: Plan, port: int, messages_url: str) -> dict[str,
     env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV)}
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", HOME=str(root / "home"),
                TMPDIR=str(root / "tmp"), TRACEKIT_HOME=str(root / ".tracekit"), TRACEKIT_PORT=str(port),
-               ANTHROPIC_BASE_URL=messages_url, NO_COLOR="1", GIT_AUTHOR_NAME="Docs Reader", GIT_COMMITTER_NAME="Docs Reader",
-               GIT_AUTHOR_EMAIL="reader@localhost", GIT_COMMITTER_EMAIL="reader@localhost")  # a reader's git knows them
+               ANTHROPIC_BASE_URL=messages_url, TRACEKIT_PROXY_UPSTREAM=messages_url, NO_COLOR="1")
+    for who in ("AUTHOR", "COMMITTER"):  # a reader's git knows who they are
+        env.update({f"GIT_{who}_NAME": "Docs Reader", f"GIT_{who}_EMAIL": "reader@localhost"})
     if plan_.needs_claude:
         env["ANTHROPIC_API_KEY"] = "sk-docs-test-placeholder"
     return env
@@ -70,9 +71,8 @@ def run_page(page: Path, root: Path, text: str | None = None, timeout: float = 5
     logs.mkdir()
     (logs / "plan.json").write_text(json.dumps({"steps": p.steps}))
     report = logs / "report.json"
-    env = page_env(root, p, port, "")
     with MessagesServer() as server, open(logs / "stdout.log", "w") as out:
-        env["ANTHROPIC_BASE_URL"] = server.url
+        env = page_env(root, p, port, server.url)
         proc = subprocess.Popen([sys.executable, str(RUNNER), str(logs / "plan.json"), str(report)], cwd=root, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
