@@ -230,10 +230,9 @@ def _shell_step(p: Plan, b: Block, line: str, port: int) -> None:
             p.skipped.append((f"{b.where} `{line.splitlines()[0]}`", why))
             return
     cmd = _loopback(line, port)
-    if re.match(r"^scripts/main\b", cmd):
-        cmd = f"(cd {ROOT} && TRACEKIT_MAIN_ITERATIONS=1 {cmd})"
-    elif re.match(r"^scripts/", cmd):
-        cmd = f"(cd {ROOT} && {cmd})"
+    if re.match(r"^scripts/", cmd):  # the newline ends the line's own comment before the parenthesis
+        main = "TRACEKIT_MAIN_ITERATIONS=1 " if re.match(r"^scripts/main\b", cmd) else ""
+        cmd = f"(cd {ROOT} && {main}{cmd}\n)"
     if re.match(r"^tracekit serve\b", cmd) and "--help" not in cmd:
         p.serves = True
         p.steps.append({"kind": "serve", "where": b.where, "text": cmd, "port": port})
