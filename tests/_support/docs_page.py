@@ -132,11 +132,12 @@ def python_block(ns: dict[str, object], step: dict[str, str], logs: Path, n: int
 def sql(shell: Shell, step: dict[str, str], logs: Path, n: int) -> tuple[int, str, int | None]:
     query = logs / f"sql-{n:03d}.sql"
     query.write_text(step["text"])
-    rc, out = shell.run(f"tracekit sql{step['home']} --format json - <{query}")
+    answer = logs / f"sql-{n:03d}.json"  # stdout alone: warnings (an empty store, say) go to stderr
+    rc, out = shell.run(f"(set -o pipefail; tracekit sql{step['home']} --format json - <{query} | tee {answer})")
     rows = None
     if rc == 0:
         try:
-            rows = len(json.loads((shell.logs / f"shell-{shell.n:03d}.log").read_text()))
+            rows = len(json.loads(answer.read_text()))
         except ValueError:
             return 1, out + "\n[the answer is not the JSON array `--format json` promises]", None
     return rc, out, rows
