@@ -225,9 +225,13 @@ class Supervisor:
     def _attach(self, proc: subprocess.Popen[bytes], cg: RunCgroup) -> None:
         # The shim is waiting for "G": nothing of the candidate exists yet, so moving the shim (and
         # whatever the backend runs between us and it) moves every process the run will ever have.
-        pids = _proc.descendants(proc.pid) or [proc.pid]
+        if self.slot is not None:  # listed (and their OOM score set) when it was started
+            pids = self.slot.pids
+        else:
+            pids = _proc.descendants(proc.pid) or [proc.pid]
+            for pid in pids:
+                _proc.set_oom_score_adj(pid, -1000)  # the OOM killer should pick the candidate, not the init
         for pid in pids:
-            _proc.set_oom_score_adj(pid, -1000)  # the OOM killer should pick the candidate, not the init
             try:
                 cg.attach(pid)
             except OSError as exc:

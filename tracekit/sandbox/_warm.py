@@ -93,6 +93,7 @@ class Slot:
     ctl_w: int
     st_r: int
     born: float = field(default_factory=time.monotonic)
+    pids: list[int] = field(default_factory=list)  # its processes under the launcher (fixed until its run goes)
     handed_over: bool = False  # its run's supervisor owns (and closes) the pipes
 
     def alive(self) -> bool:
@@ -149,6 +150,9 @@ def start(shape: Shape, backend: Backend) -> Slot:
         if any(ev.get("ev") == "warm" for ev in reader.poll(0.05)):
             if reader.buf:  # nothing may follow `warm` before the run's settings
                 break
+            slot.pids = _proc.descendants(proc.pid) or [proc.pid]
+            for pid in slot.pids:
+                _proc.set_oom_score_adj(pid, -1000)  # the OOM killer should pick the candidate, not the init
             return slot
         if reader.eof or proc.poll() is not None:
             break
