@@ -128,3 +128,101 @@ def test_an_unused_warm_sandbox_goes_away_and_nothing_starts_when_turned_off(tmp
     res = run(spec(tmp_path, ["true"], backend=backend))
     POOL.drain()
     assert res.limits["start"] == "cold" and (list(POOL.idle), dict(POOL.starting)) == before
+
+
+@pytest.mark.parametrize("backend", ISOLATED)
+def test_a_read_only_file_replaced_since_the_sandbox_started_is_seen_new(tmp_path: Path, backend: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm sandbox bound its ro_paths when it started: one whose file was renamed over is not used."""
+    monkeypatch.setenv("TRACEKIT_SANDBOX_WARM", "1")
+    case = tmp_path / "case.json"
+    case.write_text("case-1")
+    read = py("import sys; print(open(sys.argv[2]).read())", "ro", str(case))
+    first = run(spec(tmp_path, read, backend=backend, ro_paths=[case]))
+    POOL.drain()
+    (tmp_path / "case.new").write_text("case-2")
+    os.rename(tmp_path / "case.new", case)  # how a harness writes its next case atomically
+    second = run(spec(tmp_path, read, backend=backend, ro_paths=[case]))
+    assert first.stdout.text().strip() == "case-1" and second.stdout.text().strip() == "case-2"
+    assert second.limits["start"] == "cold"  # the sandbox started for case-1's file was not taken
+    third = run(spec(tmp_path, read, backend=backend, ro_paths=[case]))
+    assert third.stdout.text().strip() == "case-2"
+
+
+def test_the_local_backend_is_never_warm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACEKIT_SANDBOX_WARM", "1")
+    for _ in range(2):
+        res = run(spec(tmp_path, ["true"], backend="local"))
+        POOL.drain()
+        assert res.limits["start"] == "cold" and res.limits["host_uid"] == os.geteuid()
+    assert not any(s.shape.backend == "local" for s in POOL.idle)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="TRACEKIT_SANDBOX_UID is read only by a root harness")
+def test_a_sandbox_that_cannot_start_warm_leaves_the_pool_working(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = ISOLATED[0]
+    monkeypatch.setenv("TRACEKIT_SANDBOX_WARM", "1")
+    monkeypatch.setenv("TRACEKIT_SANDBOX_UID", "1900000001")
+    run(spec(tmp_path, ["true"], backend=backend))
+    monkeypatch.setenv("TRACEKIT_SANDBOX_UID", "0")  # refused by host_uid: the next warm start fails in the pool's thread
+    POOL.take(shape_of(spec(tmp_path, ["true"], backend=backend), choose(backend)), choose(backend))
+    POOL.drain()
+    monkeypatch.delenv("TRACEKIT_SANDBOX_UID")
+    _warm_run(tmp_path, backend, "after-failure", monkeypatch)  # the thread lived on: runs start warm again
+    assert POOL.starter is not None and POOL.starter.is_alive()
+
+
+@pytest.mark.parametrize("backend", ISOLATED)
+def test_a_forked_child_leaves_the_parents_sandboxes_alone(tmp_path: Path, backend: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _warm_run(tmp_path, backend, "parent", monkeypatch)
+    POOL.drain()
+    ours = [s for s in POOL.idle if s.shape.backend == backend]
+    assert ours
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child exits the way a multiprocessing worker does: atexit handlers run
+        import atexit
+
+        atexit._run_exitfuncs()
+        os._exit(0 if not POOL.idle else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and time.monotonic() - t0 < 10
+    assert all(s.alive() and s.dir.is_dir() for s in ours)  # not closed, not removed by the child
+    res, _ = _probe(tmp_path, backend, True, "parent-again", monkeypatch)
+    assert res.limits["start"] == "warm"
+
+
+def test_the_run_gets_the_cpus_and_niceness_of_the_thread_that_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = ISOLATED[0]
+    _warm_run(tmp_path, backend, "affinity-before", monkeypatch)
+    POOL.drain()
+    cpus = sorted(os.sched_getaffinity(0))
+    out: list[RunResult] = []
+
+    def pinned() -> None:  # affinity and niceness are per thread on Linux
+        os.sched_setaffinity(0, {cpus[0]})
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+        out.append(run(spec(tmp_path, py("import os; print(sorted(os.sched_getaffinity(0)), os.nice(0))", "pin"),
+                            backend=backend)))
+
+    import threading
+
+    t = threading.Thread(target=pinned)
+    t.start()
+    t.join(60)
+    assert out and out[0].limits["start"] == "warm"
+    assert out[0].stdout.text().strip() == f"[{cpus[0]}] {os.getpriority(os.PRIO_PROCESS, 0) + 3}"
+
+
+def test_an_idle_sandbox_goes_away_on_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = ISOLATED[0]
+    _warm_run(tmp_path, backend, "idle", monkeypatch)
+    POOL.drain()
+    idle = list(POOL.idle)
+    assert idle
+    monkeypatch.setattr("tracekit.sandbox._warm.IDLE_S", 0.2)
+    time.sleep(0.3)
+    POOL.drain()  # the pool's thread wakes for the job, then expires what idled too long
+    POOL.drain()
+    assert not POOL.idle and all(s.proc.poll() is not None and not s.dir.exists() for s in idle)

@@ -69,6 +69,8 @@ if TYPE_CHECKING:
         seccomp_fd: NotRequired[int]
         warm: NotRequired[bool]  # the run's own settings (argv, cwd, rlimits, otlp, env) come over ctl_fd
         env: NotRequired[dict[str, str]]  # a warm shim's candidate environment (else the shim's own)
+        affinity: NotRequired[list[int]]  # a warm shim: the CPUs and niceness of the thread that asked for
+        nice: NotRequired[int]  # the run (a cold shim inherits them from that thread)
 
 MAX_CONFIG_BYTES = 4 << 20
 
@@ -169,6 +171,13 @@ def child(cfg: Config, env: dict[str, str]) -> NoReturn:
                 f.write("0")
         except OSError:
             pass
+        if "affinity" in cfg:
+            try:
+                os.sched_setaffinity(0, cfg["affinity"])
+            except OSError:
+                pass
+        if "nice" in cfg and cfg["nice"] > os.getpriority(os.PRIO_PROCESS, 0):  # raising it needs no privilege
+            os.setpriority(os.PRIO_PROCESS, 0, cfg["nice"])
         for name, (soft, hard) in cfg.get("rlimits", {}).items():
             which = getattr(resource, name)
             cur_soft, cur_hard = resource.getrlimit(which)

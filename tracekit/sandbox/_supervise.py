@@ -111,23 +111,32 @@ class Supervisor:
         own: dict[str, Any] = {"argv": self.argv, "cwd": self.inside.workspace, "rlimits": rlimits}
         if spec.otlp:
             own["otlp"] = {"dir": self.inside.io + "/otlp", "max_bytes": spec.trace_bytes}
-        if self.slot is not None:
-            proc = self.slot.proc
-            self.slot.handed_over = True  # its pipes are closed below, as a cold start's are
-            out_r, err_r, ctl_w, st_r = self.slot.out_r, self.slot.err_r, self.slot.ctl_w, self.slot.st_r
-        else:
-            try:
-                out_r, err_r, ctl_w, st_r = self._start_cold(own)
-            except BaseException:
-                cg.remove()
-                raise
-            assert self.proc is not None
-            proc = self.proc
-        pumps = [OutputPump(out_r, self.run_dir / "stdout.log", spec.output_bytes, self.limit_hit.set),
-                 OutputPump(err_r, self.run_dir / "stderr.log", spec.output_bytes, self.limit_hit.set)]
         try:
             if self.slot is not None:
-                self._configure(dict(own, env=self.env))
+                proc = self.slot.proc
+                out_r, err_r, ctl_w, st_r = self.slot.out_r, self.slot.err_r, self.slot.ctl_w, self.slot.st_r
+            else:
+                out_r, err_r, ctl_w, st_r = self._start_cold(own)
+                assert self.proc is not None
+                proc = self.proc
+            pumps = [OutputPump(out_r, self.run_dir / "stdout.log", spec.output_bytes, self.limit_hit.set),
+                     OutputPump(err_r, self.run_dir / "stderr.log", spec.output_bytes, self.limit_hit.set)]
+        except BaseException:
+            if self.slot is not None:
+                self.slot.close()  # its pipes closed, its processes gone
+            elif self.proc is not None:
+                for fd in (out_r, err_r, ctl_w, st_r):
+                    os.close(fd)
+                _proc.kill_tree(self.proc.pid)
+                self.proc.wait()
+            cg.remove()
+            raise
+        if self.slot is not None:
+            self.slot.handed_over = True  # its pipes are closed below, as a cold start's are
+        try:
+            if self.slot is not None:
+                affinity = sorted(os.sched_getaffinity(0))  # the calling thread's, as a cold start inherits them
+                self._configure(dict(own, env=self.env, affinity=affinity, nice=os.getpriority(os.PRIO_PROCESS, 0)))
             for p in pumps:
                 p.start()
             self._supervise(proc, cg, ctl_w, StatusReader(st_r), pumps)

@@ -46,12 +46,17 @@ IDLE_S = 300.0  # an unused warm sandbox is closed after this long
 PER_SHAPE = 4  # at most this many idle per shape (parallel workers take several at once)
 TOTAL = 8  # and this many in all
 START_TIMEOUT_S = 30.0
-SHIM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}  # the shim's own; the run's comes later
+PREFIX = "tracekit-warm-"  # + the harness's pid: a folder whose process is gone is swept
 
 
 @dataclass(frozen=True)
 class Shape:
-    """Everything a backend's command line depends on besides the run's own settings."""
+    """Everything a backend's command line depends on besides the run's own settings.
+
+    `ro_paths` and `rw_paths` are bound when the sandbox starts: a file replaced since (a new case
+    file renamed over the old one, a moved link) would still be the old one inside. So each path
+    is part of the shape with what it resolves to and that object's identity (device, inode): a
+    sandbox whose paths changed since it started matches no run and is closed."""
 
     backend: str
     network: bool
@@ -59,12 +64,35 @@ class Shape:
     ro_paths: tuple[str, ...]
     rw_paths: tuple[str, ...]
     uid_rule: tuple[bool, str | None]  # (harness is root, TRACEKIT_SANDBOX_UID)
+    identities: tuple[tuple[str, int, int], ...] = ()  # (realpath, st_dev, st_ino) of every ro/rw path
+
+
+def _identity(path: str) -> tuple[str, int, int]:
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return (real, -1, -1)
+    return (real, st.st_dev, st.st_ino)
 
 
 def shape_of(spec: RunSpec, backend: Backend) -> Shape:
-    return Shape(backend.name, spec.network, spec.disk_mb * 2**20 if spec.disk_mb else None,
-                 tuple(str(p) for p in spec.ro_paths), tuple(str(p) for p in spec.rw_paths),
-                 (os.geteuid() == 0, os.environ.get("TRACEKIT_SANDBOX_UID")))
+    ro, rw = tuple(str(p) for p in spec.ro_paths), tuple(str(p) for p in spec.rw_paths)
+    return Shape(backend.name, spec.network, spec.disk_mb * 2**20 if spec.disk_mb else None, ro, rw,
+                 (os.geteuid() == 0, os.environ.get("TRACEKIT_SANDBOX_UID")), tuple(_identity(p) for p in ro + rw))
+
+
+def _warmable(spec: RunSpec, backend: Backend) -> bool:
+    """Isolated backends only (the local one has no launch chain worth skipping, and no uid of its
+    own), and never when a path given to the run covers where warm sandboxes keep their folders."""
+    if not backend.isolated:
+        return False
+    slots = os.path.realpath(tempfile.gettempdir())
+    for p in (*spec.ro_paths, *spec.rw_paths):
+        real = os.path.realpath(p)
+        if slots == real or slots.startswith(real.rstrip("/") + "/"):
+            return False
+    return True
 
 
 def launcher_argv(backend: Backend, launch: Launch) -> list[str]:
@@ -115,34 +143,36 @@ class Slot:
 
 def start(shape: Shape, backend: Backend) -> Slot:
     """Start one sandbox of `shape` and wait until its shim reports `warm`."""
-    folder = Path(tempfile.mkdtemp(prefix="tracekit-warm-"))
     uid = host_uid(f"warm-{uuid.uuid4().hex}")
-    for sub in ("seed", "tmp"):
-        (folder / sub).mkdir()
-    if uid is not None:
-        os.chown(folder / "seed", uid, uid)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    ctl_r, ctl_w = os.pipe()
-    st_r, st_w = os.pipe()
-    seccomp_fd = _seccomp.write_to_fd() if backend.isolated else None
-    launch = Launch(shim=[sys.executable, "-S", "-I", "-B", SHIM],
-                    shim_config={"argv": [], "cwd": "/", "ctl_fd": ctl_r, "status_fd": st_w, "warm": True},
-                    run_dir=folder, seed=folder / "seed", tmp_dir=folder / "tmp", disk_bytes=shape.disk_bytes,
-                    network=shape.network, host_uid=uid, seccomp_fd=seccomp_fd, ro_paths=list(shape.ro_paths),
-                    rw_paths=list(shape.rw_paths))
-    passed = tuple(fd for fd in (ctl_r, st_w, seccomp_fd) if fd is not None)
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))  # 0700: nobody else writes or reads here
+    fds: list[int] = []
     try:
+        for sub in ("seed", "tmp"):
+            (folder / sub).mkdir()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ctl_r, ctl_w = os.pipe()
+        st_r, st_w = os.pipe()
+        fds = [out_r, out_w, err_r, err_w, ctl_r, ctl_w, st_r, st_w]
+        seccomp_fd = _seccomp.write_to_fd() if backend.isolated else None
+        if seccomp_fd is not None:
+            fds.append(seccomp_fd)
+        launch = Launch(shim=[sys.executable, "-S", "-I", "-B", SHIM],
+                        shim_config={"argv": [], "cwd": "/", "ctl_fd": ctl_r, "status_fd": st_w, "warm": True},
+                        run_dir=folder, seed=folder / "seed", tmp_dir=folder / "tmp", disk_bytes=shape.disk_bytes,
+                        network=shape.network, host_uid=uid, seccomp_fd=seccomp_fd, ro_paths=list(shape.ro_paths),
+                        rw_paths=list(shape.rw_paths))
+        passed = tuple(fd for fd in (ctl_r, st_w, seccomp_fd) if fd is not None)
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"}  # the run's comes later
         proc = subprocess.Popen(launcher_argv(backend, launch), stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                                pass_fds=passed, env=dict(SHIM_ENV), start_new_session=True, cwd=str(folder))
+                                pass_fds=passed, env=env, start_new_session=True, cwd=str(folder))
     except BaseException:
-        for fd in (out_r, err_r, ctl_w, st_r):
+        for fd in fds:
             os.close(fd)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    finally:
-        for fd in (out_w, err_w, *passed):
-            os.close(fd)
+    for fd in (out_w, err_w, *passed):
+        os.close(fd)
     slot = Slot(shape, uid, folder, proc, out_r, err_r, ctl_w, st_r)
     reader = StatusReader(st_r)
     end = time.monotonic() + START_TIMEOUT_S
@@ -158,6 +188,26 @@ def start(shape: Shape, backend: Backend) -> Slot:
             break
     slot.close()
     raise OSError(f"a warm {backend.name} sandbox did not start")
+
+
+def sweep_stale(folder: str | None = None) -> None:
+    """Remove warm sandbox folders of harnesses that are gone (killed before they could)."""
+    base = folder or tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for e in entries:
+        if not e.name.startswith(PREFIX):
+            continue
+        pid = e.name[len(PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or e.stat(follow_symlinks=False).st_uid != os.geteuid() or not e.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        if int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(e.path, ignore_errors=True)
 
 
 class Pool:
@@ -178,23 +228,22 @@ class Pool:
 
     def take(self, shape: Shape, backend: Backend) -> Slot | None:
         """A warm sandbox of `shape` (None: start cold); the next one is started in the background."""
-        stale: list[Slot] = []
         slot = None
+        stale = self._expire()
         with self.lock:
-            now = time.monotonic()
             for s in list(self.idle):
-                if now - s.born > IDLE_S or not s.alive():
+                if s.shape == shape:
                     self.idle.remove(s)
+                    if s.alive():  # equal shapes: its ro/rw paths are still what it bound
+                        slot = s
+                        break
                     stale.append(s)
-                elif slot is None and s.shape == shape:
-                    self.idle.remove(s)
-                    slot = s
             refill = (not self.closed and self.failures.get(shape, 0) < 2
                       and sum(s.shape == shape for s in self.idle) + self.starting.get(shape, 0) < PER_SHAPE)
             if refill:
                 self.starting[shape] = self.starting.get(shape, 0) + 1
-        for s in stale:
-            s.close()
+        for s in stale:  # off the run's path
+            self.later(s.close)
         if refill:
             self.later(lambda: self._refill(shape, backend))
         return slot
@@ -207,9 +256,35 @@ class Pool:
                 self.starter.start()
         self.requests.put(job)
 
+    def _expire(self) -> list[Slot]:
+        """Take out the idle sandboxes past IDLE_S or dead (the caller closes them)."""
+        now = time.monotonic()
+        with self.lock:
+            stale = [s for s in self.idle if now - s.born > IDLE_S or not s.alive()]
+            self.idle = [s for s in self.idle if s not in stale]
+        return stale
+
     def _serve(self) -> None:
+        sweep_stale()
         while True:
-            self.requests.get()()
+            try:
+                job = self.requests.get(timeout=IDLE_S / 5)
+            except queue.Empty:
+                job = None
+            try:
+                if job is not None:
+                    job()
+                for s in self._expire():
+                    s.close()
+            except Exception:  # noqa: BLE001 - the pool's thread must outlive any one job (runs then start cold)
+                pass
+
+    def forget(self) -> None:
+        """In a forked child: the parent's sandboxes and thread are not ours (never close them)."""
+        self.lock = threading.Lock()
+        self.idle, self.starting, self.failures = [], {}, {}
+        self.requests = queue.SimpleQueue()
+        self.starter = None
 
     def drain(self) -> None:
         """Wait for the jobs queued so far (the folders of finished runs gone)."""
@@ -220,14 +295,15 @@ class Pool:
     def _refill(self, shape: Shape, backend: Backend) -> None:
         slot = None
         try:
-            slot = start(shape, backend)
-        except (OSError, ValueError):
+            if not self.closed:
+                slot = start(shape, backend)
+        except Exception:  # noqa: BLE001 - a sandbox that cannot start warm starts cold (the run says why)
             pass
         evicted: list[Slot] = []
         with self.lock:
             self.starting[shape] -= 1
             if slot is None:
-                self.failures[shape] = self.failures.get(shape, 0) + 1
+                self.failures[shape] = self.failures.get(shape, 0) + (0 if self.closed else 1)
             elif self.closed:
                 evicted.append(slot)
             else:
@@ -249,7 +325,8 @@ class Pool:
 
 
 POOL = Pool()
-atexit.register(POOL.close)
+atexit.register(lambda: POOL.close())
+os.register_at_fork(after_in_child=lambda: POOL.forget())
 
 
 def enabled() -> bool:
@@ -257,7 +334,9 @@ def enabled() -> bool:
 
 
 def take(spec: RunSpec, backend: Backend) -> Slot | None:
-    return POOL.take(shape_of(spec, backend), backend) if enabled() else None
+    if not enabled() or not _warmable(spec, backend):
+        return None
+    return POOL.take(shape_of(spec, backend), backend)
 
 
 def remove_later(*folders: Path) -> None:
