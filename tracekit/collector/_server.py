@@ -18,8 +18,8 @@ import logging
 import resource
 import socket
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectorError
 from ._settings import CollectorConfig
@@ -52,13 +52,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _uvicorn_server(config: CollectorConfig, log_level: str) -> uvicorn.Server:
+def _uvicorn_server(config: CollectorConfig, log_level: str, extensions: Sequence[Callable[[Any], None]] = ()) -> uvicorn.Server:
     import uvicorn
 
     from . import create_app
     from ._conn import guarded_protocol
 
-    app = create_app(config)
+    app = create_app(config, extensions)
     limits = dataclasses.replace(config.conn, max_connections=_room_for_connections(config.conn.max_connections))
     return uvicorn.Server(
         uvicorn.Config(
@@ -99,8 +99,10 @@ def fence_line() -> str:
     return f"  SQL runs in read-only worker processes (Landlock ABI {abi})" if abi else "  " + NO_LANDLOCK
 
 
-def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable[[str], None] = print) -> None:
-    """Serve until interrupted; prints where it listens and how to point an OTel SDK at it."""
+def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable[[str], None] = print,
+          extensions: Sequence[Callable[[Any], None]] = (), banner: Sequence[str] = ()) -> None:
+    """Serve until interrupted; prints where it listens and how to point an OTel SDK at it.
+    `extensions` go to create_app (the web UI); `banner` lines are printed after the URL ({url} filled in)."""
     sock = bind(config.host, config.port)
     url = url_of(sock)
     if not config.loopback and not config.tokens.enabled:
@@ -108,7 +110,9 @@ def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable
     echo(f"tracekit collector on {url} (store {config.home.resolve()}); docs {url}/docs")
     echo(f"  export OTEL_EXPORTER_OTLP_ENDPOINT={url}")
     echo(fence_line())
-    server = _uvicorn_server(config, log_level)
+    for line in banner:
+        echo(line.format(url=url))
+    server = _uvicorn_server(config, log_level, extensions)
     try:
         server.run(sockets=[sock])
     finally:
@@ -120,11 +124,11 @@ def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable
 class CollectorThread:
     """A collector serving from a daemon thread of this process (tests, notebooks, benchmarks)."""
 
-    def __init__(self, config: CollectorConfig, *, log_level: str = "warning") -> None:
+    def __init__(self, config: CollectorConfig, *, log_level: str = "warning", extensions: Sequence[Callable[[Any], None]] = ()) -> None:
         self.config = config
         self.sock = bind(config.host, config.port)
         self.url = url_of(self.sock)
-        self.server = _uvicorn_server(config, log_level)
+        self.server = _uvicorn_server(config, log_level, extensions)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self, timeout: float = 60.0) -> "CollectorThread":
