@@ -66,10 +66,23 @@ def usd(value: Any) -> str:
 
 def clip(text: Any, cap: int = TEXT_CAP) -> str:
     """At most `cap` characters, with a note of how many were left out."""
-    s = "" if text is None else str(text)
+    s = "" if text is None else str(text)  # plain str, never Markup: autoescape applies to the result
     if len(s) <= cap:
         return s
     return s[:cap] + f"\n... [{len(s) - cap} more characters: the SQL console shows the whole value]"
+
+
+def cell(value: Any, cap: int = 2000) -> str:
+    """One SQL result value as text: strings as they are, anything else as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return clip(value, cap)
+    if isinstance(value, dt.datetime):
+        return when(value)
+    if isinstance(value, (dict, list, tuple)):
+        return clip(json.dumps(value, ensure_ascii=False, default=str), cap)
+    return clip(str(value), cap)
 
 
 def pretty(text: Any, cap: int = TEXT_CAP) -> str:
@@ -100,7 +113,7 @@ def parse(text: Any) -> Any:
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(duration=duration, when=when, number=number, usd=usd, clip=clip, pretty=pretty, parse=parse)
+    env.filters.update(duration=duration, when=when, number=number, usd=usd, clip=clip, pretty=pretty, parse=parse, cell=cell)
     return env
 
 

@@ -24,6 +24,7 @@ STATIC = Path(__file__).with_name("static")
 
 def pages(source: Source) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.source = source
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def reader() -> Reader:
