@@ -46,6 +46,7 @@ def _agent_traces(home: Path) -> dict[str, Any]:
         a, op, b = expression.split()
         return str({"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op])
 
+    tracekit.set_model_prices({AGENT_MODEL: {"input": 3.0, "output": 15.0, "cache_read": 0.3}})  # recorded on each call's span
     tracekit.instrument_anthropic()
     ids: dict[str, Any] = {}
     with MessagesServer() as server:

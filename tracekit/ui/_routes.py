@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from .._errors import QueryError, TracekitError
@@ -33,6 +34,12 @@ def pages(source: Source) -> FastAPI:
     @app.exception_handler(_traces.BadInput)
     async def _bad(request: Request, exc: _traces.BadInput) -> HTMLResponse:
         return page(request, "error.html", 400, title="Bad request", message=str(exc), hint="")
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> HTMLResponse:
+        message = f"no page at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return page(request, "error.html", exc.status_code, title="Not found" if exc.status_code == 404 else "Refused", message=message,
+                    hint="The pages: Traces, Optimizer, Evals and SQL (the links above).")
 
     @app.exception_handler(TracekitError)
     async def _failed(request: Request, exc: TracekitError) -> HTMLResponse:

@@ -129,7 +129,7 @@ def where_clause(f: Filters) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-def list_traces(reader: Reader, f: Filters) -> dict[str, Any]:
+def list_traces(reader: Reader, f: Filters, page_size: int = PAGE) -> dict[str, Any]:
     """One page of traces (newest first) and the cursor of the next."""
     where, params = where_clause(f)
     if f.cursor:
@@ -140,14 +140,14 @@ def list_traces(reader: Reader, f: Filters) -> dict[str, Any]:
     page_sql = f"SELECT {ROOT_COLUMNS} FROM spans WHERE {' AND '.join(where)} ORDER BY start_time DESC, trace_id DESC LIMIT ?"
     scanned = None
     if min_cost is None:
-        roots = reader.rows(page_sql, params + [PAGE + 1])
+        roots = reader.rows(page_sql, params + [page_size + 1])
     else:  # price the newest COST_SCAN matching traces, keep those over the bar
         candidates = reader.rows(page_sql, params + [COST_SCAN])
         scanned = len(candidates)
         costs = _costs(reader, [r["trace_id"] for r in candidates])
-        roots = [r for r in candidates if (costs.get(r["trace_id"], {}).get("cost_usd") or 0.0) >= min_cost][: PAGE + 1]
-    more = len(roots) > PAGE
-    roots = roots[:PAGE]
+        roots = [r for r in candidates if (costs.get(r["trace_id"], {}).get("cost_usd") or 0.0) >= min_cost][: page_size + 1]
+    more = len(roots) > page_size
+    roots = roots[:page_size]
     ids = [r["trace_id"] for r in roots]
     counts = {r["trace_id"]: r for r in reader.rows(
         "SELECT trace_id, count(*) AS span_count, count(*) FILTER (WHERE status = 'error') AS error_count, "
