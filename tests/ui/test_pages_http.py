@@ -45,7 +45,7 @@ def _csp_is_strict(headers: httpx.Headers) -> None:
 def test_every_page_sends_a_strict_csp_and_no_store(ui_server: str, ui_store: UIStore) -> None:
     for path in pages(ui_store.ids):
         r = httpx.get(ui_server + path)
-        assert r.status_code == 200, (path, r.text[:500])
+        assert r.status_code == 200, (path, re.findall(r"<pre class=\"error\"[^>]*>(.*?)</pre>", r.text, re.S))
         _csp_is_strict(r.headers)
         assert r.headers["cache-control"] == "no-store" and r.headers["content-type"].startswith("text/html")
     asset = httpx.get(ui_server + "/ui/static/app.js")
@@ -147,7 +147,7 @@ def test_bad_input_gets_a_clear_400_and_changes_nothing(ui_server: str, ui_store
         assert r.status_code in (400, 404) and says in html.unescape(r.text), (path, r.status_code, r.text[:300])
     for sql in ("COPY spans TO '/tmp/x.csv'", "ATTACH '/tmp/x.db'", "CREATE TABLE t AS SELECT 1", "SELECT * FROM read_text('/etc/passwd')"):
         r = httpx.get(ui_server + "/ui/sql", params={"sql": sql})
-        assert r.status_code == 400 and 'id="sql-error"' in r.text, sql
+        assert r.status_code == 400 and 'id="sql-error"' in r.text, (sql, r.text[-1500:])
     assert httpx.get(ui_server + "/ui/traces/" + "0" * 32).status_code == 404
     after = sorted(str(p.relative_to(ui_store.home)) for p in ui_store.home.rglob("*") if p.is_file())
     assert after == before

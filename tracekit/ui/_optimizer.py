@@ -9,7 +9,8 @@ the keep-threshold band beyond it, per decision. Decisions are explained with th
 
 A run's page polls while its loop holds the run's lock (`optimizer._session.loop_pid`, a read-only
 shared flock): every few seconds it asks whether the ledger gained rows (204 when not) and swaps in
-the new chart and table when it did; 286 stops the polling once the loop is gone.
+the new table when it did; the chart redraws from `chart.json` (htmx drops the script elements of
+what it swaps in, the chart's JSON block included); 286 stops the polling once the loop is gone.
 """
 
 from __future__ import annotations
@@ -173,6 +174,12 @@ def routes(app: FastAPI, reader: Callable[[], Reader]) -> None:
         if len(rows) == n:
             return Response(status_code=204 if context["live"] else 286)  # 286: htmx stops polling
         return page(request, "_run_body.html", **context)
+
+    @app.get("/runs/{run_id}/chart.json")
+    def chart_json(request: Request, run_id: str) -> Response:
+        from ..collector._frames import json_text
+
+        return Response(json_text(chart(run_rows(reader(), run_id))), media_type="application/json")
 
     @app.get("/experiments/{experiment_id}")
     def experiment(request: Request, experiment_id: str) -> HTMLResponse:

@@ -4,9 +4,17 @@
 (function () {
   "use strict";
 
-  function data(el) {
+  // The data: the page's <script type="application/json"> block; content htmx swapped in has none
+  // (htmx drops every script element it swaps: allowScriptTags is false), so then it is fetched.
+  function withData(el, draw) {
     var src = document.getElementById(el.getAttribute("data-source"));
-    return src ? JSON.parse(src.textContent) : null;
+    if (src) { draw(el, JSON.parse(src.textContent)); return; }
+    var url = el.getAttribute("data-url");
+    if (!url) { return; }
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { if (!r.ok) { throw new Error("chart data: HTTP " + r.status); } return r.json(); })
+      .then(function (d) { draw(el, d); })
+      .catch(function (e) { el.textContent = String(e); });
   }
 
   function width(el) { return Math.max(el.clientWidth || 0, 320); }
@@ -20,8 +28,7 @@
     ["invalid", "invalid proposal (no run)", "#bf8700", "#f2cc60"],
   ];
 
-  function progress(el) {
-    var d = data(el);
+  function progress(el, d) {
     if (!d || !d.x.length) { return; }
     var series = [{ label: "experiment" }];
     var arrays = [d.x];
@@ -64,8 +71,7 @@
     el._plot = plot;
   }
 
-  function curves(el) {
-    var d = data(el);
+  function curves(el, d) {
     if (!d) { return; }
     el.textContent = "";
     var colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
@@ -86,12 +92,15 @@
 
   function drawAll(root) {
     if (typeof uPlot === "undefined") { return; }
-    (root || document).querySelectorAll("[data-chart]").forEach(function (el) {
+    var found = Array.prototype.slice.call((root || document).querySelectorAll("[data-chart]"));
+    if (root && root.matches && root.matches("[data-chart]")) { found.push(root); }
+    found.forEach(function (el) {
       var f = DRAW[el.getAttribute("data-chart")];
-      if (f) { f(el); }
+      if (f) { withData(el, f); }
     });
   }
 
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
-  document.addEventListener("htmx:afterSettle", function () { drawAll(document); });
+  // htmx:load fires on content htmx swapped in (the new #run-body replaces the old one, outerHTML)
+  document.addEventListener("htmx:load", function (ev) { if (ev.target !== document.body) { drawAll(ev.target); } });
 })();
