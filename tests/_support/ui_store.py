@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # Text that would run script, load an image or break out of a block if a page used it as markup.
-PAYLOAD = '</script><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold?</b>'
+PAYLOAD = '</script><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b class="pwned">bold?</b>'
 
 AGENT_MODEL = "claude-ui-test"
 SYSTEM = "You are a careful calculator agent."

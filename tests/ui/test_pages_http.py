@@ -168,6 +168,10 @@ def test_sql_downloads_stream_csv_and_parquet(ui_server: str) -> None:
     pqr = httpx.get(ui_server + "/ui/sql.parquet", params={"sql": sql})
     table = pq.read_table(io.BytesIO(pqr.content))
     assert table.num_rows == len(lines) - 1 and table.column_names == ["name", "kind", "events"]
+    empty = "SELECT name, duration_ms FROM spans WHERE false"
+    assert httpx.get(ui_server + "/ui/sql.csv", params={"sql": empty}).text == '"name","duration_ms"\n'
+    none = pq.read_table(io.BytesIO(httpx.get(ui_server + "/ui/sql.parquet", params={"sql": empty}).content))
+    assert none.num_rows == 0 and none.column_names == ["name", "duration_ms"]
     refused = httpx.get(ui_server + "/ui/sql.csv", params={"sql": "COPY spans TO '/tmp/x'"})
     assert refused.status_code == 400
 

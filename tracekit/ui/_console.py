@@ -57,14 +57,16 @@ class _Chunks(io.RawIOBase):
         return n
 
 
-class _Sink:
+class _Sink(io.RawIOBase):
     """A write-only file that hands back what was written since the last `take()` (Parquet's output)."""
 
-    closed = False
-
     def __init__(self) -> None:
+        super().__init__()
         self.parts: list[bytes] = []
         self.pos = 0
+
+    def writable(self) -> bool:
+        return True
 
     def write(self, data: Any) -> int:
         chunk = bytes(data)
@@ -74,12 +76,6 @@ class _Sink:
 
     def tell(self) -> int:
         return self.pos
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
 
     def take(self) -> bytes:
         out, self.parts = b"".join(self.parts), []
@@ -101,9 +97,11 @@ def _limit(request: Request) -> int:
 
 
 def _batches(answer: Answer) -> Iterator[Any]:
+    """The answer's schema first, then its record batches (an error after rows raises at the end)."""
     import pyarrow as pa
 
     reader = pa.ipc.open_stream(io.BufferedReader(_Chunks(answer.chunks()), buffer_size=1 << 16))
+    yield reader.schema
     yield from reader
     if answer.end.get("error"):
         raise QueryError(str(answer.end["error"].get("message")))
@@ -112,33 +110,30 @@ def _batches(answer: Answer) -> Iterator[Any]:
 def _csv(answer: Answer) -> Iterator[bytes]:
     import pyarrow.csv as pcsv
 
-    first = True
     try:
-        for batch in _batches(answer):
+        batches = _batches(answer)
+        schema = next(batches)
+        yield (",".join('"' + name.replace('"', '""') + '"' for name in schema.names) + "\n").encode()
+        for batch in batches:
             out = io.BytesIO()
-            pcsv.write_csv(_printable(batch), out, pcsv.WriteOptions(include_header=first))
-            first = False
+            pcsv.write_csv(_printable(batch), out, pcsv.WriteOptions(include_header=False))
             yield out.getvalue()
     finally:
         answer.close(complete=bool(answer.end))
 
 
 def _parquet(answer: Answer) -> Iterator[bytes]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = _Sink()
-    writer = None
     try:
-        for batch in _batches(answer):
-            if writer is None:
-                writer = pq.ParquetWriter(sink, batch.schema, compression="zstd")
+        batches = _batches(answer)
+        writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), next(batches), compression="zstd")
+        for batch in batches:
             writer.write_batch(batch)
             yield sink.take()
-        if writer is None:  # no rows: still a valid file, with the answer's columns
-            import pyarrow as pa
-
-            writer = pq.ParquetWriter(sink, pa.schema([]))
-        writer.close()
+        writer.close()  # the footer: with no rows, still a file with the answer's columns
         yield sink.take()
     finally:
         answer.close(complete=bool(answer.end))

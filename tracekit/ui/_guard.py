@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
+from starlette.types import Receive, Scope
 
 from ..collector._auth import READ, Tokens
 from ..collector._docs import SECURITY_HEADERS
@@ -44,7 +45,7 @@ MAX_SESSIONS = 1000
 LOGIN_BODY = 4096
 BODY_TIMEOUT = 10.0
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[Any], Awaitable[None]]
 LoginPage = Callable[[str, str, int], bytes]  # (next path, message, status) -> HTML
 
 
@@ -99,7 +100,7 @@ class PageGuard:
         self.app, self.source, self.login_page = app, source, login_page
         self.sessions = Sessions()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -136,7 +137,7 @@ class PageGuard:
             return
         await self._login(send, here, "", 401)
 
-    async def _form(self, scope: dict[str, Any], receive: Any, send: Send, headers: dict[str, str], *, login: bool) -> None:
+    async def _form(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], *, login: bool) -> None:
         origin = headers.get("origin")
         host = headers.get("host", "")
         if origin is not None and origin.split("://", 1)[-1] != host:

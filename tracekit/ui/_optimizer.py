@@ -114,7 +114,7 @@ def chart(rows: list[ExperimentRow]) -> dict[str, Any]:
               for r in rows]
     points = sum(1 for k in ("baseline", "keep", "worse", "near", "failed", "invalid") for v in s[k] if v is not None)
     return {"x": xs, "series": s, "ids": ids, "labels": labels, "direction": direction, "points": points,
-            "metric": next((m for r in rows if (m := r.get("metric_name"))), "metric")}
+            "metric": next((name for r in rows if (name := r.get("metric_name"))), "metric")}
 
 
 def diff_lines(diff: str | None) -> list[tuple[str, str]]:

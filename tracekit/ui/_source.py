@@ -34,7 +34,8 @@ class Unavailable(QueryError):
 
 
 class Source(Protocol):
-    home: Path
+    @property
+    def home(self) -> Path: ...
 
     @property
     def tokens(self) -> Tokens: ...
