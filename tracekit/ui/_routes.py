@@ -61,12 +61,12 @@ def pages(source: Source) -> FastAPI:
         f = _traces.Filters.from_query(request.query_params)
         r = reader()
         listing = _traces.list_traces(r, f)
-        return page(request, "traces.html", f=f, facets=_traces.facets(r), cost_scan=_traces.COST_SCAN, **listing)
+        return page(request, "traces.html", f=f, facets=_traces.facets(r, id(source)), cost_scan=_traces.COST_SCAN, **listing)
 
     @app.get("/traces/costs")
     def trace_costs(request: Request) -> HTMLResponse:
         ids = [i.strip().lower() for i in request.query_params.get("ids", "").split(",") if i.strip()]
-        costs = _traces.trace_costs(reader(), ids)
+        costs = _traces.trace_costs(reader(), ids, request.query_params.get("since", ""))
         return page(request, "_trace_costs.html", costs=costs, ids=[i for i in ids if i in costs])
 
     @app.get("/traces/{trace_id}")

@@ -26,6 +26,9 @@ COST_SCAN = 2000  # traces a cost filter prices, newest first (each needs the ll
 ROOT_COLUMNS = ("trace_id, span_id AS root_span_id, name, kind, service_name, project, experiment_id, start_time, "
                 "duration_ms, status, input")
 HEX32 = re.compile(r"[0-9a-f]{32}")
+SKEW = dt.timedelta(minutes=10)  # how long before its root a span of the trace may start and still be counted in the list
+WINDOW = object()  # a parameter `newest` fills in: the start of its time window, less SKEW
+FACETS_S = 60.0  # the filter menus' values are read again after this many seconds
 
 
 class BadInput(ValueError):
@@ -108,10 +111,9 @@ def where_clause(f: Filters) -> tuple[list[str], list[Any]]:
     if f.experiment:
         where.append("(experiment_id = ? OR starts_with(experiment_id, ?))")
         params += [f.experiment, f.experiment + "-"]
-    if f.status == "error":
-        where.append("trace_id IN (SELECT trace_id FROM spans WHERE status = 'error')")
-    elif f.status == "ok":
-        where.append("trace_id NOT IN (SELECT trace_id FROM spans WHERE status = 'error')")
+    if f.status in ("error", "ok"):  # any span of the trace failed; WINDOW: only spans in the window the roots are read from
+        where.append(("" if f.status == "error" else "NOT ") + "trace_id IN (SELECT trace_id FROM spans WHERE status = 'error' AND start_time >= ?)")
+        params.append(WINDOW)
     elif f.status:
         raise BadInput(f"status {f.status!r}: use ok or error")
     if f.since:
@@ -130,30 +132,46 @@ def where_clause(f: Filters) -> tuple[list[str], list[Any]]:
 
 
 def list_traces(reader: Reader, f: Filters, page_size: int = PAGE) -> dict[str, Any]:
-    """One page of traces (newest first) and the cursor of the next."""
+    """One page of traces (newest first) and the cursor of the next.
+
+    Three light queries: the page's root spans by (start_time, trace_id) only, a top-N of one scan;
+    then their other columns, and the span counts of their traces, both bounded by the page's start
+    times, which the Parquet files' row-group statistics turn into reading a few row groups (spans
+    are written in time order). Counts take spans starting up to SKEW before their root (clocks of
+    other services), so a span that started earlier than that is not counted here (the trace page
+    shows every span)."""
     where, params = where_clause(f)
     if f.cursor:
         at, last = _uncursor(f.cursor)
         where.append("(start_time < ? OR (start_time = ? AND trace_id < ?))")
         params += [at, at, last]
     min_cost = _float(f.min_cost, "min cost") if f.min_cost else None
-    page_sql = f"SELECT {ROOT_COLUMNS} FROM spans WHERE {' AND '.join(where)} ORDER BY start_time DESC, trace_id DESC LIMIT ?"
     scanned = None
     if min_cost is None:
-        roots = reader.rows(page_sql, params + [page_size + 1])
+        keys = newest(reader, where, params, page_size + 1)
     else:  # price the newest COST_SCAN matching traces, keep those over the bar
-        candidates = reader.rows(page_sql, params + [COST_SCAN])
+        candidates = newest(reader, where, params, COST_SCAN)
         scanned = len(candidates)
-        costs = _costs(reader, [r["trace_id"] for r in candidates])
-        roots = [r for r in candidates if (costs.get(r["trace_id"], {}).get("cost_usd") or 0.0) >= min_cost][: page_size + 1]
-    more = len(roots) > page_size
-    roots = roots[:page_size]
-    ids = [r["trace_id"] for r in roots]
+        costs = _costs(reader, [r["trace_id"] for r in candidates], min((r["start_time"] for r in candidates), default=None))
+        keys = [r for r in candidates if (costs.get(r["trace_id"], {}).get("cost_usd") or 0.0) >= min_cost][: page_size + 1]
+    more = len(keys) > page_size
+    keys = keys[:page_size]
+    if not keys:
+        return {"traces": [], "next_cursor": "", "cost_scanned": scanned}
+    ids = [k["trace_id"] for k in keys]
+    lo, hi = min(k["start_time"] for k in keys), max(k["start_time"] for k in keys)
+    found = {(r["trace_id"], r["root_span_id"]): r for r in reader.rows(
+        f"SELECT {ROOT_COLUMNS} FROM spans WHERE parent_span_id IS NULL AND start_time BETWEEN ? AND ? "
+        "AND trace_id IN (SELECT unnest(?::VARCHAR[]))", [lo, hi, ids])}
     counts = {r["trace_id"]: r for r in reader.rows(
         "SELECT trace_id, count(*) AS span_count, count(*) FILTER (WHERE status = 'error') AS error_count, "
         "count(*) FILTER (WHERE kind = 'llm') AS llm_count, max(end_time) AS end_time "
-        "FROM spans WHERE trace_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY trace_id", [ids])} if ids else {}
-    for r in roots:
+        "FROM spans WHERE start_time >= ? AND trace_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY trace_id", [lo - SKEW, ids])}
+    roots = []
+    for k in keys:
+        r = found.get((k["trace_id"], k["span_id"]))
+        if r is None:  # a compaction between the two reads: the next page load has it
+            continue
         c = counts.get(r["trace_id"], {})
         r.update(span_count=c.get("span_count", 1), error_count=c.get("error_count", 0), llm_count=c.get("llm_count", 0))
         if c.get("error_count"):
@@ -161,30 +179,71 @@ def list_traces(reader: Reader, f: Filters, page_size: int = PAGE) -> dict[str, 
         end = c.get("end_time")
         if end is not None and r["start_time"] is not None:
             r["duration_ms"] = max(r["duration_ms"] or 0.0, (end - r["start_time"]).total_seconds() * 1000)
-    next_cursor = _cursor(roots[-1]["start_time"], roots[-1]["trace_id"]) if more and roots else ""
-    return {"traces": roots, "next_cursor": next_cursor, "cost_scanned": scanned}
+        roots.append(r)
+    next_cursor = _cursor(keys[-1]["start_time"], keys[-1]["trace_id"]) if more else ""
+    return {"traces": roots, "next_cursor": next_cursor, "cost_scanned": scanned, "oldest": lo}
 
 
-def _costs(reader: Reader, ids: list[str]) -> dict[str, dict[str, Any]]:
+def newest(reader: Reader, where: list[str], params: list[Any], limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` root spans matching `where`: (trace_id, span_id, start_time), newest first.
+
+    Asked over a window of the latest start times that grows 16 times each try (a minute, 16
+    minutes, ~4 hours, ...) until it holds `limit` rows or covers the store: a window's bound lets
+    the Parquet reader skip every row group older than it, where an unbounded top-N reads them all.
+    """
+    span = reader.one("SELECT min(start_time) AS lo, max(start_time) AS hi FROM spans")
+    if span is None or span["hi"] is None:
+        return []
+    sql = f"SELECT trace_id, span_id, start_time FROM spans WHERE {' AND '.join(where)} AND start_time >= ? ORDER BY start_time DESC, trace_id DESC LIMIT ?"
+    window = dt.timedelta(minutes=1)
+    while True:
+        since = span["hi"] - window
+        bound = [since - SKEW if p is WINDOW else p for p in params]
+        rows = reader.rows(sql, bound + [since, limit])
+        if len(rows) >= limit or since <= span["lo"]:
+            return rows
+        window *= 16
+
+
+def _costs(reader: Reader, ids: list[str], since: dt.datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Cost, tokens and calls per trace from the `llm_calls` view over these traces' LLM spans (those
+    starting at or after `since`, when given: the row groups before it are not read)."""
     if not ids:
         return {}
+    where = "kind = 'llm' AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
+    params: list[Any] = [ids]
+    if since is not None:
+        where += " AND start_time >= ?"
+        params.append(since)
     sql = ("SELECT trace_id, sum(cost_usd) AS cost_usd, sum(total_tokens) AS tokens, count(*) AS calls FROM ("
-           + scoped_llm_calls("kind = 'llm' AND trace_id IN (SELECT unnest(?::VARCHAR[]))") + ") GROUP BY trace_id")
-    return {r["trace_id"]: r for r in reader.rows(sql, [ids])}
+           + scoped_llm_calls(where) + ") GROUP BY trace_id")
+    return {r["trace_id"]: r for r in reader.rows(sql, params)}
 
 
-def trace_costs(reader: Reader, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Cost, tokens and LLM calls of each listed trace (the list loads them after the page)."""
-    return _costs(reader, [i for i in ids if HEX32.fullmatch(i)][:PAGE])
+def trace_costs(reader: Reader, ids: list[str], since: str = "") -> dict[str, dict[str, Any]]:
+    """Cost, tokens and LLM calls of each listed trace (the list loads them after the page; `since` is
+    the page's oldest start, so only the newer row groups are read)."""
+    start = _time(since, "since") - SKEW if since else None
+    return _costs(reader, [i for i in ids if HEX32.fullmatch(i)][:PAGE], start)
 
 
-def facets(reader: Reader) -> dict[str, list[str]]:
-    """Values for the filter menus: services and root span names (the most common 200)."""
+_facets: dict[int, tuple[float, dict[str, list[str]]]] = {}
+
+
+def facets(reader: Reader, key: int = 0) -> dict[str, list[str]]:
+    """Values for the filter menus: services and root span names (the most common 200), read at most
+    once a FACETS_S seconds per source (`key`): two scans of every root span are not worth a page view."""
+    import time
+
+    cached = _facets.get(key)
+    if cached is not None and time.monotonic() - cached[0] < FACETS_S:
+        return cached[1]
     out: dict[str, list[str]] = {}
-    for key, col in (("services", "service_name"), ("names", "name")):
+    for name, col in (("services", "service_name"), ("names", "name")):
         rows = reader.rows(f"SELECT {col} AS v FROM spans WHERE parent_span_id IS NULL AND {col} IS NOT NULL "
                            f"GROUP BY {col} ORDER BY count(*) DESC LIMIT 200")
-        out[key] = sorted(str(r["v"]) for r in rows)
+        out[name] = sorted(str(r["v"]) for r in rows)
+    _facets[key] = (time.monotonic(), out)
     return out
 
 
@@ -203,7 +262,9 @@ def load_trace(reader: Reader, trace_id: str) -> dict[str, Any] | None:
         return None
     cut = len(spans) > MAX_SPANS
     spans = spans[:MAX_SPANS]
-    calls = {c["span_id"]: c for c in reader.rows(scoped_llm_calls("trace_id = ? AND kind = 'llm'"), [tid])}
+    llm = [s["start_time"] for s in spans if s["kind"] == "llm"]
+    calls = {c["span_id"]: c for c in reader.rows(  # bounded by their start times: a few row groups read, not the store
+        scoped_llm_calls("trace_id = ? AND kind = 'llm' AND start_time BETWEEN ? AND ?"), [tid, min(llm), max(llm)])} if llm else {}
     ordered = tree_order(spans)
     t0 = min(s["start_time"] for s in spans)
     t1 = max(s["end_time"] for s in spans)
