@@ -99,14 +99,17 @@ def _optimizer_run(home: Path, work: Path) -> dict[str, Any]:
     from .optimizer import ScriptedProposer, make_target, optimize, replace_line
 
     root = make_target(work / "bowl", budget=4)
+    toml = root / "tracekit.toml"
+    toml.write_text(toml.read_text() + "min_delta = 0.1\n")  # [noise] is the file's last table: a keep must gain 0.1
     script = ScriptedProposer([
         replace_line("WIDTH = 8  # model width", "WIDTH = 32  # model width", "widen the model " + PAYLOAD),  # keep
-        replace_line('MODE = "a"  # one of "a", "b" or "c"', 'MODE = "c"  # one of "a", "b" or "c"', "try mode c"),  # discard
+        replace_line('MODE = "a"  # one of "a", "b" or "c"', 'MODE = "c"  # one of "a", "b" or "c"', "try mode c"),  # discard: worse
+        replace_line("LR = 0.1  # learning rate", "LR = 0.12  # learning rate", "nudge the learning rate"),  # discard: near miss
         replace_line('MODE = "a"  # one of "a", "b" or "c"', 'MODE = "z"', "try mode z"),  # crash
         lambda ctx: Proposal(files={"prepare.py": "x = 1\n"}, rationale="edit a fixed file"),  # invalid
         replace_line("LR = 0.1  # learning rate", "LR = 0.4  # learning rate", "raise the learning rate"),  # keep
     ])
-    s = optimize(root, proposer=script, iterations=5, home=home)
+    s = optimize(root, proposer=script, iterations=6, home=home)
     return {"run_id": s.rows[0]["run_id"], "experiments": len(s.rows), "statuses": [r["status"] for r in s.rows]}
 
 

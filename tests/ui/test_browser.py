@@ -48,9 +48,11 @@ def watched(browser: Any) -> Iterator[Watched]:
 def _shot(page: Any, folder: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"))
     extra = os.environ.get("TRACEKIT_UI_SCREENSHOTS")
-    if extra:
+    if extra:  # the docs' copies: a 128-colour palette keeps each PNG a few tens of KB
+        from PIL import Image
+
         Path(extra).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(extra) / f"{name}.png"))
+        Image.open(folder / f"{name}.png").convert("RGB").quantize(128).save(Path(extra) / f"{name}.png", optimize=True)
 
 
 def test_every_page_loads_without_console_errors(watched: Watched, ui_server: str, ui_store: UIStore, screenshots: Path) -> None:

@@ -25,7 +25,7 @@
     ["worse", "discarded: worse", "#9a9a9a", "#bbbbbb"],
     ["near", "discarded: better, not past the keep threshold", "#ff7f0e", null],
     ["failed", "crash / timeout (no metric)", "#d62728", "#d62728"],
-    ["invalid", "invalid proposal (no run)", "#bf8700", "#f2cc60"],
+    ["invalid", "invalid proposal (no run)", "#8250df", "#c8b3f5"],
   ];
 
   function progress(el, d) {
