@@ -95,9 +95,7 @@ def routes(app: FastAPI, reader: Callable[[], Reader]) -> None:
         events = r.rows("SELECT * FROM eval_runs WHERE run_id = ? ORDER BY time", [run_id[:200]])
         if not rows and not events:
             return page(request, "error.html", 404, title="No such eval run", message=f"no eval run {run_id[:200]} in this store", hint="")
-        shown = [x for x in rows if not x["passed"]] if failed else rows
-        for x in shown:
-            x["scorers"] = scores_of(x)  # type: ignore[typeddict-unknown-key]
+        shown = [{**x, "scorers": scores_of(x)} for x in rows if not failed or not x["passed"]]
         last = events[-1] if events else {}
         metrics = parse(next((e["metrics"] for e in reversed(events) if e.get("metrics")), None))
         passed = sum(1 for x in rows if x["passed"])

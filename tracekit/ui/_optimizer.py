@@ -16,7 +16,7 @@ what it swaps in, the chart's JSON block included); 286 stops the polling once t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
@@ -191,7 +191,7 @@ def routes(app: FastAPI, reader: Callable[[], Reader]) -> None:
                         [row["run_id"], row["seq"] - 1, row["seq"] + 1])
         prev = next((a["experiment_id"] for a in around if a["seq"] == row["seq"] - 1), None)
         nxt = next((a["experiment_id"] for a in around if a["seq"] == row["seq"] + 1), None)
-        return page(request, "experiment.html", e=row, reason=reason_of(row), diff=diff_lines(row.get("diff")),  # type: ignore[arg-type]
+        return page(request, "experiment.html", e=row, reason=reason_of(cast(ExperimentRow, row)), diff=diff_lines(row.get("diff")),
                     curves=metric_curves(r, row["experiment_id"]), prev=prev, next=nxt)
 
 
@@ -202,14 +202,12 @@ def _home(request: Request) -> Path | None:
 
 def _run_context(request: Request, run_id: str, rows: list[ExperimentRow]) -> dict[str, Any]:
     home = _home(request)
-    for r in rows:
-        r["why"] = short_reason(r)  # type: ignore[typeddict-unknown-key]
-        r["reason"] = reason_of(r)
+    shown = [{**r, "why": short_reason(r), "reason": reason_of(r)} for r in rows]  # the decision in a few words, and in full
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     base = [m for r in rows if r["status"] == "baseline" and (m := r.get("metric")) is not None]
-    return {"run_id": run_id, "rows": rows, "chart": chart(rows) if rows else None, "counts": counts,
+    return {"run_id": run_id, "rows": shown, "chart": chart(rows) if rows else None, "counts": counts,
             "live": running(home, run_id) if home else False, "poll_s": POLL_S,
             "baseline": sum(base) / len(base) if base else None,
             "experiments": sum(1 for r in rows if r.get("proposer") != "baseline"),
