@@ -54,5 +54,7 @@ CREATE TABLE experiments (
     raw_output VARCHAR,
     host VARCHAR,
     confirmed BOOLEAN,
-    reason VARCHAR
+    reason VARCHAR,
+    alarms VARCHAR[],
+    registration VARCHAR
 );

@@ -22,7 +22,7 @@ PUBLIC = {
     "tracekit": [
         "CollectorError", "ConfigError", "EvalError", "OptimizerError", "QueryError", "SandboxError", "Settings",
         "SpanHandle", "Store", "StoreError", "TracekitError", "Trajectory", "TrajectoryError", "configure",
-        "current_trace_id", "experiment", "export_atif", "flush", "get_settings", "import_atif", "instrument_anthropic",
+        "annotate", "current_trace_id", "experiment", "export_atif", "flush", "get_settings", "import_atif", "instrument_anthropic",
         "log_metric", "query", "set_model_prices", "shutdown", "span", "trace", "trajectory", "uninstrument_anthropic",
     ],
     "tracekit.store": [
@@ -43,7 +43,7 @@ PUBLIC = {
         "run_eval_async", "sandboxed", "scorers", "stderr", "task",
     ],
     "tracekit.optimizer": [
-        "PROPOSERS", "STATUSES", "Cost", "Ledger", "Noise", "Optimizer", "Proposal", "ProposalContext", "Proposer",
+        "ALARMS", "AlarmInput", "PROPOSERS", "STATUSES", "Cost", "Ledger", "Noise", "Optimizer", "Proposal", "ProposalContext", "Proposer",
         "ProposerExhausted", "Section", "Summary", "Target", "load_target", "register_section",
     ],
 }

@@ -22,11 +22,20 @@ import tracekit
 from tracekit._errors import ConfigError
 from tracekit.store import _prices as prices
 from tracekit.store._schema import BOOL, FLOAT64, INT64, JSON, STRING, TIMESTAMP, Column, Table, Type, list_of
-from tracekit.store._tables import EVAL_RESULTS, EVAL_RUNS, EXPERIMENTS, EvalResultRow, EvalRunRow, ExperimentRow
+from tracekit.store._tables import (
+    ANNOTATIONS,
+    EVAL_RESULTS,
+    EVAL_RUNS,
+    EXPERIMENTS,
+    AnnotationRow,
+    EvalResultRow,
+    EvalRunRow,
+    ExperimentRow,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tracekit"
-ROW_TYPES = [(ExperimentRow, EXPERIMENTS), (EvalResultRow, EVAL_RESULTS), (EvalRunRow, EVAL_RUNS)]
+ROW_TYPES = [(ExperimentRow, EXPERIMENTS), (EvalResultRow, EVAL_RESULTS), (EvalRunRow, EVAL_RUNS), (AnnotationRow, ANNOTATIONS)]
 _SCALARS: dict[str, type] = {"string": str, "json": str, "int64": int, "float64": float, "bool": bool, "timestamp": dt.datetime}
 
 

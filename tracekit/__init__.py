@@ -46,6 +46,7 @@ __version__ = "0.1.0"
 # Names loaded on first use (they import duckdb / pyarrow / anthropic): name -> (module, attribute).
 _LAZY: dict[str, tuple[str, str]] = {
     "query": ("tracekit._query", "query"),
+    "annotate": ("tracekit._query", "annotate"),
     "Store": ("tracekit.store", "Store"),
     "set_model_prices": ("tracekit.store", "set_model_prices"),
     "instrument_anthropic": ("tracekit.llm", "instrument_anthropic"),
@@ -57,6 +58,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 if TYPE_CHECKING:
+    from ._query import annotate as annotate
     from ._query import query as query
     from .llm import instrument_anthropic as instrument_anthropic
     from .llm import uninstrument_anthropic as uninstrument_anthropic
@@ -97,6 +99,7 @@ __all__ = [
     "TracekitError",
     "Trajectory",
     "TrajectoryError",
+    "annotate",
     "configure",
     "current_trace_id",
     "experiment",

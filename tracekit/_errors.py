@@ -37,3 +37,11 @@ class CollectorError(TracekitError):
 
 class TrajectoryError(TracekitError):
     """A trajectory cannot be built, exported or imported (e.g. an ATIF file that is not valid)."""
+
+
+class TracekitWarning(UserWarning):
+    """Root of tracekit's warnings: legitimate but probably not what was meant (the CLI prints them as one line)."""
+
+
+class StoreWarning(TracekitWarning):
+    """A query ran against a store folder that does not exist (or is not a store): every table reads empty."""

@@ -3,8 +3,8 @@
     def test_my_agent(tracekit_store):
         my_agent("hi")
         rows = tracekit_store.query("SELECT name, status FROM spans").fetchall()
-        assert ("my_agent", "unset") in rows
-        assert {"name": "my_agent", "status": "unset"} in tracekit_store.rows("SELECT name, status FROM spans")
+        assert ("my_agent", "ok") in rows
+        assert {"name": "my_agent", "status": "ok"} in tracekit_store.rows("SELECT name, status FROM spans")
 
 `tracekit_store` points tracekit at a fresh home under the test's tmp_path (project "test"), and
 `query()` / `rows()` flush buffered spans first, so assertions see everything the code under test
@@ -56,6 +56,7 @@ def tracekit_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     from ._config import configure, flush
 
     home = tmp_path / "tracekit-home"
+    home.mkdir()  # a fresh, empty store: queries before the first span answer without a missing-store warning
     monkeypatch.setenv("TRACEKIT_HOME", str(home))  # for subprocesses, and for calls that take no home
     monkeypatch.setenv("TRACEKIT_PROJECT", PROJECT)
     configure(home=home, project=PROJECT)

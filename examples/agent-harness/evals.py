@@ -1,9 +1,11 @@
 """The eval suite of the agent-harness target: the metric. FIXED: the meta-agent may not edit it.
 
     tracekit eval run evals.py --split train --split val     # what every experiment runs
-    tracekit eval run evals.py --split test                   # once, when you are done
+    tracekit optimize holdout .                               # the sealed test split, at review time
 
-Each case asks the task agent (agent.py with the current harness.py) a question about the files in
+The train and val cases are in cases.jsonl; the test cases are in holdout.jsonl, the sealed split
+([holdout] in tracekit.toml): it is never copied into an optimization run, so there the suite has
+train and val only, and `tracekit optimize holdout` puts it back to score `--split test`. Each case asks the task agent (agent.py with the current harness.py) a question about the files in
 workspace/ whose answer is checkable: numbers within 0.01, names exactly (case-insensitive). The
 agent reaches the model through ANTHROPIC_BASE_URL (the model proxy on the host; see README.md).
 """
@@ -46,5 +48,13 @@ def correct(output: str, sample: Sample) -> Any:
     return (_numeric if number else _exact)(output, sample)
 
 
-suite = Task(Dataset.load(HERE / "cases.jsonl"), solver=solve, scorers=[scorers.python(correct)], name="workspace_qa",
+def cases() -> Dataset:
+    """cases.jsonl, plus the sealed holdout.jsonl where it is present (never inside an optimization run)."""
+    found = Dataset.load(HERE / "cases.jsonl")
+    if (HERE / "holdout.jsonl").is_file():
+        found = Dataset([*found, *Dataset.load(HERE / "holdout.jsonl")], name="cases")
+    return found
+
+
+suite = Task(cases(), solver=solve, scorers=[scorers.python(correct)], name="workspace_qa",
              concurrency=4, time_limit=180, retries=2)

@@ -253,7 +253,7 @@ def test_optimize_live_plain_status_report_and_files_are_inert(tmp_path: Path) -
     assert_inert(out)
     assert_inert(err, literal=False)
     out, err = cli("optimize", str(root), "-n", "3", "--live", *common, home=home)
-    assert "experiment 1 of 3" in out and "main-0003 " in out and "crash" in out  # the display counts this session
+    assert "3 of 3 experiments done" in out and "main-0003 " in out and "crash" in out  # the whole run, resumes included
     assert_inert(out)
     for args in (("optimize", "status", str(root)), ("optimize", "report", str(root)), ("optimize", "status", str(root),
                                                                                           "--format", "json")):
@@ -261,7 +261,7 @@ def test_optimize_live_plain_status_report_and_files_are_inert(tmp_path: Path) -
         assert_inert(out, literal=args[-1] != "json")
     run = home / "optimizer" / "main"
     summary = (run / "summary.md").read_text()
-    assert "## Crashes and timeouts" in summary and MARKUP.split(" ")[0] in summary
+    assert "## Every decision, and why" in summary and MARKUP.split(" ")[0] in summary
     assert not [c for c in summary if ord(c) in UNSAFE | {0x09}]
     tsv = (run / "results.tsv").read_text().splitlines()
     assert len(tsv) == 5 and all(len(line.split("\t")) == 5 for line in tsv), tsv

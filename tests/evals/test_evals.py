@@ -223,7 +223,7 @@ def test_run_rows_and_trace_links_in_eval_results(home: Path) -> None:
     by_case: dict[str, list[tuple[str, str, bool, str]]] = {}
     for cid, name, kind, is_root, status in tree:
         by_case.setdefault(cid, []).append((name, kind, is_root, status))
-    assert by_case["add"][0] == ("eval/calc", "eval", True, "unset")
+    assert by_case["add"][0] == ("eval/calc", "eval", True, "ok")
     assert [(n, k) for n, k, root, _ in by_case["add"] if not root] == [
         ("calc", "agent"), ("compute", "tool"), ("score/exact", "eval"), ("score/numeric", "eval")]
     assert by_case["crash"][0][3] == "error" and ("calc", "agent", False, "error") in by_case["crash"]

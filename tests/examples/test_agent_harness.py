@@ -3,13 +3,18 @@ Messages API server) edits the task agent's harness.py, reading failing train ca
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import anthropic
 import pytest
 
+import tracekit
+from tracekit._cli.main import main
 from tracekit.optimizer import Optimizer, load_target
 
 from tests._support import DOCS, EXAMPLES
@@ -20,7 +25,7 @@ from tests._support.messages_server import MessagesServer
 EXAMPLE = EXAMPLES / "agent-harness"
 ModelProxy = load("agent-harness", "model_proxy").ModelProxy
 
-VAL_AND_TEST = [line.split('"')[3] for line in (EXAMPLE / "cases.jsonl").read_text().splitlines()
+VAL_AND_TEST = [line.split('"')[3] for f in ("cases.jsonl", "holdout.jsonl") for line in (EXAMPLE / f).read_text().splitlines()
                 if '"split": "val"' in line or '"split": "test"' in line]
 
 
@@ -48,16 +53,34 @@ def _optimize(target_dir: Path, server: MessagesServer, proxy: ModelProxy, feedb
                      target_value=1.0, feedback=feedback).run()
 
 
-def test_meta_agent_fixes_the_harness_from_trajectories(target_dir: Path, server: MessagesServer, home: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_meta_agent_fixes_the_harness_and_the_sealed_split_agrees(target_dir: Path, server: MessagesServer, home: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     with ModelProxy("host-held-key", upstream=server.url) as proxy:
         summary = _optimize(target_dir, server, proxy, "traces", 6, monkeypatch)
+        capsys.readouterr()
+        # the morning after: the holdout report, the optimized split (val) next to the sealed one (test)
+        code = main(["optimize", "holdout", str(target_dir), "--home", str(target_dir / ".tracekit")])
+        report = capsys.readouterr().out
     rows = [(r["status"], round(r["metric"], 3) if r["metric"] is not None else None) for r in summary.rows]  # type: ignore[attr-defined]
     why = [f"{r.get('experiment_id')} {r['status']} ({r.get('run_status')}): {r.get('error')}\n{r.get('stderr_tail') or ''}"
            for r in summary.rows if r["status"] in ("crash", "timeout", "invalid")]  # type: ignore[attr-defined]
     assert rows == [("baseline", 0.286), ("keep", 0.571), ("keep", 0.714), ("keep", 0.857), ("keep", 1.0)], "\n".join(why)
     assert fired == ["tool-results", "tool-errors", "turns", "answer-line"]  # each defect found from its evidence
     assert summary.stop_reason.startswith("target value")  # type: ignore[attr-defined]
+    assert code == 0, report
+    assert ("holdout of main-0004: optimized split (val.accuracy) gain +0.7143; sealed split (accuracy) "
+            "0.3333 -> 1, gain +0.6667 over 1 run(s) each. No overfitting alarm.") in report
+    held = json.loads(next((target_dir / ".tracekit" / "optimizer" / "main").glob("holdout-*.json")).read_text())
+    assert held["alarm"] is None and held["sealed_files"] == {"holdout.jsonl": hashlib.sha256(
+        (EXAMPLE / "holdout.jsonl").read_bytes()).hexdigest()}
+    sealed_ids = [line.split('"')[3] for line in (EXAMPLE / "holdout.jsonl").read_text().splitlines()]
+    scored = tracekit.query("SELECT DISTINCT case_id FROM eval_results WHERE split = 'test' ORDER BY 1",
+                            home=target_dir / ".tracekit").fetchall()
+    assert [c for (c,) in scored] == sorted(sealed_ids)  # scored by the holdout only: no loop run had them
+    loop_ids = [r["experiment_id"] for r in summary.rows]  # type: ignore[attr-defined]
+    assert not tracekit.query(f"SELECT 1 FROM eval_results WHERE split = 'test' AND experiment_id IN "
+                              f"({', '.join(repr(i) for i in loop_ids)})", home=target_dir / ".tracekit").fetchall()
 
     task_calls = [r for r in server.message_requests() if r.body and r.body["model"] == TASK_MODEL]
     meta_calls = [r for r in server.message_requests() if r.body and r.body["model"] == META_MODEL]
@@ -73,17 +96,14 @@ def test_meta_agent_fixes_the_harness_from_trajectories(target_dir: Path, server
         assert "How many units are in stock in total" not in call.text and "in which room" not in call.text
 
     # the tutorial's SQL, on this run's store: eval rows came home tagged with their experiment
-    import re
-
-    import tracekit
-
     queries = re.findall(r"```sql\n(.*?)```", (DOCS / "tutorial-agent-harness.md").read_text(), re.S)
     per_exp, tool_errors, tokens = (tracekit.query(q, home=target_dir / ".tracekit").fetchall() for q in queries)
     assert [(r[1], r[3]) for r in per_exp] == [("baseline", 0.167), ("keep", 0.5), ("keep", 0.667), ("keep", 0.833),
                                               ("keep", 1.0)]
     assert ("main-0000", "t-beta-days", "read_file",
             "ToolError: no file 'notes/meeting-notes.md' in the workspace (use list_files)") in tool_errors
-    assert len(tokens) == 5 and all(n > 0 and tin > 0 for _, n, tin, _ in tokens)
+    assert [e for e, *_ in tokens][:5] == loop_ids and tokens[5][0].startswith("main-holdout-")  # the holdout's own
+    assert len(tokens) == 6 and all(n > 0 and tin > 0 for _, n, tin, _ in tokens)
 
 
 def test_scores_feedback_leaves_the_evidence_out(target_dir: Path, server: MessagesServer, home: Path,
@@ -102,6 +122,9 @@ def test_the_task_agent_is_the_example_agent() -> None:
     target = load_target(EXAMPLE)
     assert target.editable == ("harness.py",) and "agent.py" in target.fixed and "evals.py" in target.fixed
     assert target.metric == "val.accuracy" and target.network
+    assert target.sealed == ("holdout.jsonl",) and target.holdout is not None and "holdout.jsonl" not in target.fixed
+    assert all('"split": "test"' in line for line in (EXAMPLE / "holdout.jsonl").read_text().splitlines())
+    assert '"split": "test"' not in (EXAMPLE / "cases.jsonl").read_text()  # the test questions are sealed
     assert not any("sk-" in v for v in target.env.values())
 
 

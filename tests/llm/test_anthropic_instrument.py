@@ -44,7 +44,7 @@ def test_create_records_genai_span_and_llm_calls_row(instrumented: Path, message
 
     [span] = span_attrs(instrumented)
     a = span["attributes"]
-    assert span["name"] == "chat claude-sonnet-4-6" and span["span_kind"] == "client" and span["status"] == "unset"
+    assert span["name"] == "chat claude-sonnet-4-6" and span["span_kind"] == "client" and span["status"] == "ok"
     assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] == "anthropic"
     assert a["gen_ai.request.max_tokens"] == 300 and a["gen_ai.request.stop_sequences"] == ["END"]
     assert a["anthropic.thinking.budget_tokens"] == 1024 and a["server.address"] == "127.0.0.1"
@@ -127,7 +127,7 @@ def test_errors_are_recorded_then_reraised_unchanged(instrumented: Path, message
             pass
 
     calls = rows("SELECT status, error_type, error_message, output_messages FROM llm_calls ORDER BY start_time", instrumented)
-    assert [r["status"] for r in calls] == ["error", "unset", "error"]
+    assert [r["status"] for r in calls] == ["error", "ok", "error"]
     assert calls[0]["error_type"] == "invalid_request_error" and "max_tokens: must be positive" in calls[0]["error_message"]
     assert calls[2]["error_type"] == "overloaded_error"
     assert json.loads(calls[2]["output_messages"])[0]["parts"][0]["content"].startswith("partial")  # what arrived is kept
@@ -154,7 +154,7 @@ def test_async_client_create_stream_and_helper(instrumented: Path, messages_serv
 
     assert asyncio.run(run()) == ["one", "two", "three"]
     calls = rows("SELECT status, stream, error_type, output_messages FROM llm_calls ORDER BY start_time", instrumented)
-    assert [(r["status"], r["stream"]) for r in calls] == [("unset", False), ("unset", True), ("unset", True), ("error", False)]
+    assert [(r["status"], r["stream"]) for r in calls] == [("ok", False), ("ok", True), ("ok", True), ("error", False)]
     assert calls[3]["error_type"] == "overloaded_error"
     assert json.loads(calls[2]["output_messages"])[0]["parts"][0]["content"] == "three"
 

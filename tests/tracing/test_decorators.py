@@ -40,7 +40,7 @@ def test_sync_nesting_inputs_outputs(tracekit_store: StoreFixture) -> None:
     assert [json.loads(r["input"]) for r in adds] == [{"a": 1, "b": 5}, {"a": 2}]
     assert all(r["parent_span_id"] == root["span_id"] and r["trace_id"] == root["trace_id"] for r in adds)
     assert all(r["kind"] == "tool" and r["project"] == "test" for r in adds)
-    assert root["duration_ms"] >= 0 and root["status"] == "unset"
+    assert root["duration_ms"] >= 0 and root["status"] == "ok"
 
 
 def test_methods_drop_self(tracekit_store: StoreFixture) -> None:

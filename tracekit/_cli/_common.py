@@ -26,9 +26,34 @@ HomeOption = Annotated[
     typer.Option("--home", envvar="TRACEKIT_HOME", help="Store folder (default ./.tracekit).", show_default=False),
 ]
 
+
+
+def choices(*allowed: str) -> Any:
+    """A typer callback: a value outside `allowed` is a usage error naming the choices, before any work."""
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}")
+        return value
+
+    return check
+
+
+def FormatOption(*allowed: str) -> Any:
+    """`--format/-f`, checked against `allowed` when parsed (help lists them)."""
+    return typer.Option("--format", "-f", help=" | ".join(allowed), callback=choices(*allowed))
+
+
 # emoji=False: ":name:" in stored text is not Rich's to replace either
 console = Console(highlight=False, soft_wrap=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, emoji=False)
+
+
+def read_home(home: Path | None) -> None:
+    """For commands that read the store: a warning when its folder does not exist (`Store.missing`);
+    every table would read empty without a word. Commands that write create the store instead."""
+    from ..store._store import Store
+
+    Store(home).warn_if_missing()
 
 
 def jsonable(value: Any) -> Any:
@@ -42,7 +67,11 @@ def jsonable(value: Any) -> Any:
 
 
 def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str, *, max_width: int = 60) -> str | None:
-    """Print or return rows in `fmt` (table | csv | json | jsonl). Returns text for csv/json."""
+    """Print or return rows in `fmt` (table | csv | json | jsonl). Returns text for csv/json.
+
+    A table fits the terminal (`_table`): values are cut with an ellipsis, never the columns to slivers;
+    a cell keeps at most `3 * max_width` characters; times show to the second (csv and json keep every digit).
+    """
     if fmt == "json":
         return json_text([dict(zip(columns, (jsonable(v) for v in r))) for r in rows], indent=None)
     if fmt == "jsonl":
@@ -55,15 +84,11 @@ def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str,
             w.writerow(["" if v is None else clean(json_text(jsonable(v)) if isinstance(v, (dict, list)) else jsonable(v))
                         for v in r])
         return buf.getvalue().rstrip("\n")
-    from rich.table import Table
-    from rich.text import Text
+    from ._table import kind_of, print_rows
 
-    table = Table(show_lines=False, header_style="bold")
-    for c in columns:
-        table.add_column(Text(clean(c, newlines=False)), overflow="fold", max_width=max_width)
-    for r in rows:
-        table.add_row(*[Text(short(v, max_width * 3)) for v in r])
-    console.print(table)
+    kinds = [kind_of(c, [r[i] for r in rows]) for i, c in enumerate(columns)]
+    cells = [[short(v.isoformat(sep=" ", timespec="seconds") if isinstance(v, dt.datetime) else v, max_width * 3) for v in r] for r in rows]
+    print_rows(console, [clean(c, newlines=False) for c in columns], cells, kinds)
     console.print(f"[dim]{len(rows)} row{'s' if len(rows) != 1 else ''}[/dim]")
     return None
 

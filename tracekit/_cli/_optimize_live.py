@@ -145,6 +145,8 @@ class Progress:
             if self.live is None:
                 self._say(f"{row['experiment_id']}  {row['status']:<8} {short(row.get('description'), 70)}")
                 self._say(f"    {reason_of(row)}")
+                for alarm in row.get("alarms") or []:
+                    self._say(f"    ALARM {alarm}")
                 self._say(f"    {self.where()}")
         elif kind == "setup":
             self._say(f"setup: {data['command']}")

@@ -44,7 +44,7 @@ def _tool_line(c: ToolCall, width: int) -> str:
         head = f"  [red]✗ {escape(c.name)}[/red]({_value(c.arguments, width)}){dur}"
         return head + f"\n    [red]↳ error: {_value(c.error or c.result, width)}[/red]"
     head = f"  [cyan]▸ {escape(c.name)}[/cyan]({_value(c.arguments, width)}){dur}"
-    if c.status == "unset" and c.result is None:
+    if c.status == "unknown" and c.result is None:
         return head + "\n    [dim]↳ (no result recorded)[/dim]"
     return head + f"\n    [green]↳[/green] {_value(c.result, width)}"
 

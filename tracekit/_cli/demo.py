@@ -16,7 +16,10 @@ def register(app: typer.Typer) -> None:
         home: HomeOption = None,
         project: Annotated[str, typer.Option(help="Project name for the demo's spans.")] = "demo",
     ) -> None:
-        """Run a small traced agent (no network, no key) and print SQL answers about its traces."""
+        """Run a small traced agent (no network, no key) and print SQL answers about its traces.
+
+        Example: tracekit demo --home /tmp/tracekit-demo   (then: tracekit traces list --home /tmp/tracekit-demo)
+        """
         import tracekit
         from tracekit._cli import _demo
 

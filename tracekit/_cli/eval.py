@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from .._util.termtext import json_text, markup
-from ._common import HomeOption, cell, console, emit, err_console, jsonable, render_rows, say, short
+from ._common import FormatOption, HomeOption, cell, console, emit, err_console, jsonable, read_home, render_rows, say, short
 
 app = typer.Typer(help="Run eval tasks, list and show their runs, compare two runs.", no_args_is_help=True)
 
@@ -74,11 +74,11 @@ def run_cmd(
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", help="Repetitions per case (default: the task's).")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", help="Cases run at once (default: the task's).")] = None,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds per solver attempt (default: the task's).")] = None,
-    retries: Annotated[int | None, typer.Option("--retries", help="Retries after transient errors (default: the task's).")] = None,
+    retries: Annotated[int | None, typer.Option("--retries", min=0, help="Retries after transient errors (default: the task's).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue this interrupted run (id, prefix or 'latest'); finished cases are not redone.")] = None,
     experiment_id: Annotated[str | None, typer.Option("--experiment", envvar="TRACEKIT_EXPERIMENT_ID", help="Tag the run and its traces with this experiment id.")] = None,
     fail_under: Annotated[float | None, typer.Option("--fail-under", help="Exit 1 when accuracy is below this (for CI).")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    fmt: Annotated[str, FormatOption("table", "json")] = "table",
     home: HomeOption = None,
 ) -> None:
     """Run an eval task; every case is traced and stored. Example: tracekit eval run evals/qa.py:qa --split val -e 3"""
@@ -122,9 +122,9 @@ def run_cmd(
         console.print(_metrics_table(report.metrics, report.scorer_names))
         failures = report.failures()
         if failures:
-            render_rows(["case_id", "epoch", "split", "status", "score", "why", "trace_id"],
+            render_rows(["case_id", "epoch", "split", "status", "score", "why", "trace"],
                         [[r["case_id"], r["epoch"], r["split"], r["status"], r["score"], short(r["explanation"], 80),
-                          r["trace_id"]] for r in failures[:10]], "table")
+                          (r["trace_id"] or "")[:12]] for r in failures[:10]], "table")
             if len(failures) > 10:
                 console.print(f"[dim]{len(failures) - 10} more failures: tracekit eval show {markup(report.run_id)} --failed[/dim]")
         emit(report.summary())
@@ -135,15 +135,18 @@ def run_cmd(
 @app.command("list")
 def list_cmd(
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 20,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many, newest first.")] = 20,
+    fmt: Annotated[str, FormatOption("table", "csv", "json", "jsonl")] = "table",
     home: HomeOption = None,
 ) -> None:
     """List eval runs, newest first. Example: tracekit eval list --task qa -n 5"""
     from ..evals._results import list_runs
 
+    read_home(home)
     rows = list_runs(home, limit=limit, task=task)
     cols = ["run_id", "task", "state", "started", "cases", "errors", "accuracy", "score"]
+    if fmt == "table":
+        cols.remove("started")  # the run id starts with its UTC start time; the table fits 80 columns without it
     if fmt != "table" or any(r["experiment_id"] for r in rows):
         cols.append("experiment_id")
     emit(render_rows(cols, [[r[c] for c in cols] for r in rows], fmt))
@@ -153,13 +156,14 @@ def list_cmd(
 def show_cmd(
     run: Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or 'latest'.")],
     failed: Annotated[bool, typer.Option("--failed", help="Only cases that did not pass.")] = False,
-    width: Annotated[int, typer.Option(help="Characters of output / explanation to show.")] = 60,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    width: Annotated[int, typer.Option(min=10, help="Characters of output / explanation to show.")] = 60,
+    fmt: Annotated[str, FormatOption("table", "csv", "json", "jsonl")] = "table",
     home: HomeOption = None,
 ) -> None:
     """Show a run: its settings, metrics and one line per case and epoch. Example: tracekit eval show latest --failed"""
     from ..evals._results import resolve_run, run_events, run_rows
 
+    read_home(home)
     run_id = resolve_run(run, home)
     events = run_events(run_id, home)
     rows = run_rows(run_id, home)
@@ -188,13 +192,14 @@ def show_cmd(
 def compare_cmd(
     run_a: Annotated[str, typer.Argument(help="The baseline run (id, prefix or 'latest').")],
     run_b: Annotated[str, typer.Argument(help="The run to compare with it.")],
-    max_cases: Annotated[int, typer.Option("--max-cases", help="Regressions / fixes to list.")] = 20,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text | json")] = "text",
+    max_cases: Annotated[int, typer.Option("--max-cases", min=0, help="Regressions / fixes to list.")] = 20,
+    fmt: Annotated[str, FormatOption("text", "json")] = "text",
     home: HomeOption = None,
 ) -> None:
     """Per-case regressions and fixes from A to B, aggregate delta ± stderr. Example: tracekit eval compare 2026112 latest"""
     from ..evals import compare
 
+    read_home(home)
     c = compare(run_a, run_b, home=home)
     if fmt == "json":
         emit(json_text(jsonable(c.to_dict())))

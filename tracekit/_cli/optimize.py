@@ -19,7 +19,7 @@ from .._errors import OptimizerError
 from .._util.termtext import json_text
 from ..store import default_home
 from ..store._tables import ExperimentRow
-from ._common import cell, console, emit, say, short
+from ._common import FormatOption, cell, console, emit, say, short
 
 
 class _DefaultRun(TyperGroup):
@@ -37,6 +37,9 @@ app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
 
 
 def register(root: typer.Typer) -> None:
+    from . import optimize_review
+
+    optimize_review.register(app)
     root.add_typer(app, name="optimize")
 
 
@@ -185,24 +188,28 @@ def status_cmd(
     tag: TagOpt = None,
     home: HomeOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Ledger rows to show (newest).")] = 20,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    fmt: Annotated[str, FormatOption("table", "json")] = "table",
 ) -> None:
     """Where a run stands: summary, experiments in flight, the last ledger rows.
 
     Example: tracekit optimize status examples/tinylm
     """
     from ..optimizer._ledger import Ledger
+    from ..optimizer._registration import describe, of_rows
     from ..optimizer._report import pick_run, summary_markdown
 
     h = _resolve(target_dir, home)
     run_id = pick_run(h, tag)
     led = Ledger(h, run_id)
     pending = led.pending()
+    registered = of_rows(led.rows)
     if fmt == "json":
-        emit(json_text({"run_id": run_id, "rows": led.rows, "in_flight": [p.intent["experiment_id"] for p in pending]},
-                       default=str))
+        emit(json_text({"run_id": run_id, "rows": led.rows, "in_flight": [p.intent["experiment_id"] for p in pending],
+                        "registration": registered}, default=str))
         return
     say(summary_markdown(led.rows, run_id, len(pending)))
+    say("\n".join(describe(registered)) if registered else "pre-registered: nothing recorded (a run from before "
+        "registrations, or its baseline has not finished)")
     for p in pending:
         say(f"in flight (or interrupted): {p.intent['experiment_id']} {short(p.intent.get('description'), 80)}")
     metric = (led.rows[0]["metric_name"] if led.rows else None) or "metric"

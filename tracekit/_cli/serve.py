@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import HomeOption
+from ._common import HomeOption, choices
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         project: Annotated[str | None, typer.Option(envvar="TRACEKIT_PROJECT", help="Project for spans that name none.", show_default=False)] = None,
         tokens_file: Annotated[Path | None, typer.Option("--tokens-file", envvar="TRACEKIT_TOKENS_FILE", help="Lines of '<ingest|read|all> <token>'.", show_default=False)] = None,
         max_body_mb: Annotated[float | None, typer.Option("--max-body-mb", envvar="TRACEKIT_MAX_BODY_MB", help="Request size limit after decompression (default 64).", show_default=False)] = None,
-        log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical | error | warning | info | debug.")] = "warning",
+        log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical | error | warning | info | debug.",
+                                               callback=choices("critical", "error", "warning", "info", "debug"))] = "warning",
     ) -> None:
         """Receive OpenTelemetry spans over OTLP/HTTP (protobuf or JSON) into the store; read-only SQL over HTTP.
 

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
+from .._errors import StoreError
 from .._util.termtext import markup
-from ._common import HomeOption, console, emit, render_rows, say
+from ..store._store import Store
+from ._common import FormatOption, HomeOption, console, emit, render_rows, say
 
 app = typer.Typer(help="Inspect and compact the Parquet store.", no_args_is_help=True)
 
@@ -17,11 +19,10 @@ def register(root: typer.Typer) -> None:
 
 
 @app.command("info")
-def info_cmd(home: HomeOption = None, fmt: Annotated[str, typer.Option("--format", "-f")] = "table") -> None:
+def info_cmd(home: HomeOption = None, fmt: Annotated[str, FormatOption("table", "csv", "json", "jsonl")] = "table") -> None:
     """Files, rows and bytes per table. Example: tracekit store info"""
-    from ..store._store import Store
-
     store = Store(home)
+    _require(store)
     info = store.info()
     console.print(f"[dim]home: {markup(store.home.resolve())}[/dim]") if fmt == "table" else None
     emit(render_rows(["table", "files", "rows", "bytes"], [[t, v["files"], v["rows"], v["bytes"]] for t, v in info.items()], fmt))
@@ -38,12 +39,19 @@ def compact_cmd(
     Example: tracekit store compact spans
     """
     from ..store import all_tables
-    from ..store._store import Store
 
     store = Store(home)
+    _require(store)
     names = table or sorted(all_tables())
     for name in names:
         if name not in all_tables():
             raise typer.BadParameter(f"unknown table {name!r}; tables: {', '.join(sorted(all_tables()))}")
         r = store.compact(name)
         say(f"{name}: {r.files_before} files -> {r.files_after}, rows {r.rows_before} -> {r.rows_after}")
+
+
+def _require(store: Store) -> None:
+    """A home that is not a store is an error here: reporting its zero rows would read as an empty store."""
+    problem = store.missing()
+    if problem is not None:
+        raise StoreError(f"{problem}; {store.where_hint()}")

@@ -8,7 +8,7 @@ import typer
 
 from .._util.termtext import markup
 from ..store import sql_literal
-from ._common import HomeOption, console, emit, render_rows, short
+from ._common import FormatOption, HomeOption, console, emit, read_home, render_rows, short
 
 app = typer.Typer(help="List traces and show one as a span tree.", no_args_is_help=True)
 
@@ -20,16 +20,17 @@ def register(root: typer.Typer) -> None:
 
 @app.command("list")
 def list_cmd(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many, newest first.")] = 20,
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment id.")] = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only traces with an error.")] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    fmt: Annotated[str, FormatOption("table", "csv", "json", "jsonl")] = "table",
     home: HomeOption = None,
 ) -> None:
     """List recent traces. Example: tracekit traces list --errors -n 5"""
     from ..store import Database
 
+    read_home(home)
     where = []
     if project:
         where.append(f"project = {sql_literal(project)}")
@@ -44,14 +45,31 @@ def list_cmd(
         + f" ORDER BY start_time DESC LIMIT {int(limit)}"
     )
     rel = Database(home).sql(sql)
-    emit(render_rows(rel.columns, rel.fetchall(), fmt))
+    cols, rows = rel.columns, [list(r) for r in rel.fetchall()]
+    if fmt == "table":
+        cols, rows = _narrow(cols, rows)
+    emit(render_rows(cols, rows, fmt))
+
+
+def _narrow(cols: list[str], rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """The table's columns: `trace`, the id's first 12 characters (what `traces show` takes; unique in
+    practice), and project / experiment only when they tell traces apart. Fits 80 columns; csv and
+    json keep every column whole."""
+    at = {c: i for i, c in enumerate(cols)}
+    keep = ["trace_id", "name", "kind", "start_time", "duration_ms", "spans", "errors"]
+    if len({r[at["project"]] for r in rows}) > 1:
+        keep.insert(3, "project")
+    if any(r[at["experiment_id"]] for r in rows):
+        keep.insert(keep.index("start_time"), "experiment_id")
+    out = [[(r[at[c]] or "")[:12] if c == "trace_id" else r[at[c]] for c in keep] for r in rows]
+    return ["trace" if c == "trace_id" else c for c in keep], out
 
 
 @app.command("show")
 def show_cmd(
     trace_id: Annotated[str, typer.Argument(help="A trace id or a unique prefix of one.")],
-    width: Annotated[int, typer.Option(help="Characters of input/output to show per span.")] = 100,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="tree | json")] = "tree",
+    width: Annotated[int, typer.Option(min=10, help="Characters of input/output to show per span.")] = 100,
+    fmt: Annotated[str, FormatOption("tree", "json")] = "tree",
     transcript: Annotated[bool, typer.Option("--transcript", help="Show the run as a conversation: user turns, "
                                              "thinking, text, tool calls with results, tokens and cost.")] = False,
     home: HomeOption = None,
@@ -60,6 +78,7 @@ def show_cmd(
 
     Example: tracekit traces show 3f2a --transcript
     """
+    read_home(home)
     if transcript:
         from ._transcript import show
 

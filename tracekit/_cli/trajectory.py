@@ -13,7 +13,7 @@ import typer
 
 from .._errors import TrajectoryError
 from .._util.termtext import json_text
-from ._common import HomeOption, emit, say
+from ._common import HomeOption, emit, read_home, say
 
 
 def export_atif_cmd(
@@ -26,6 +26,7 @@ def export_atif_cmd(
     """Export one trace as an ATIF trajectory (JSON). Example: tracekit traces export-atif 3f2a -o run.json"""
     from ..trajectories._atif import export_atif
 
+    read_home(home)
     doc = export_atif(trace_id, output, home=home, agent_name=agent_name, agent_version=agent_version)
     if output is None:
         emit(json_text(doc, indent=2))

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import CollectorError
 from .._util.fsio import atomic_write_text
 from ..store._store import LOCK, Store
+from ._homelock import HomeLock
 from ._wal import WriteAheadLog, read_segment
 
 if TYPE_CHECKING:
@@ -101,23 +102,14 @@ class Ingestor:
         self._fold_wanted = threading.Event()
         self._closing = False
         self._threads: list[threading.Thread] = []
-        self._lock_file: Any = None
+        self.home_lock = HomeLock(self.dir, store.home)
         self.counters = {"accepted": 0, "replayed": 0, "folded": 0, "files": 0, "fold_errors": 0, "commit_errors": 0}
         self.last_error = ""
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.dir / "collector.lock", "a+")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            self._lock_file = None
-            raise CollectorError(
-                f"another tracekit collector is serving {self.store.home}; stop it or use another --home"
-            ) from None
+        self.home_lock.claim()  # `tracekit serve` claims it before its banner; tests and threads here
         self.store.table_dir("spans").mkdir(parents=True, exist_ok=True)
         for problem in self.store.recover("spans"):  # a compaction cut short: settle it (readers never do)
             log.warning("tracekit collector: %s", problem)
@@ -129,7 +121,7 @@ class Ingestor:
 
     def close(self) -> None:
         """Commit what is queued, fold everything, release the home (a graceful shutdown)."""
-        if self._lock_file is None:
+        if not self.home_lock.held:
             return
         with self._state:
             self._closing = True
@@ -140,8 +132,7 @@ class Ingestor:
         self._threads.clear()
         self._fold()
         self.wal.close()
-        self._lock_file.close()
-        self._lock_file = None
+        self.home_lock.release()
 
     # -- accepting --------------------------------------------------------------------------
 
@@ -153,7 +144,7 @@ class Ingestor:
         """Queue spans for the next group commit; the future resolves (to the WAL seq) once fsynced."""
         entry = _Entry(payload if payload is not None else to_ipc(table), table)
         with self._state:
-            if self._closing or self._lock_file is None:
+            if self._closing or not self.home_lock.held:
                 raise CollectorError("the collector is shutting down; retry against the restarted collector")
             self._queued_spans += table.num_rows
             self._queued_bytes += table.nbytes

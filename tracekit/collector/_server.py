@@ -14,11 +14,14 @@ and the process may open enough files for `max_connections` (the soft limit is r
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import resource
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectorError
@@ -41,10 +44,41 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise CollectorError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or stop the other server") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise CollectorError(f"cannot listen on {host}:{port}: the port is in use{port_holder(port)}; "
+                                 "pick another --port (0 picks a free one) or stop that process") from None
+        raise CollectorError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or --host") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def port_holder(port: int) -> str:
+    """' (pid N: its command line)' of the process listening on `port`, from /proc (Linux), or '' if not knowable."""
+    from .._util.termtext import clean
+
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return ""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                cmd = (proc / "cmdline").read_bytes()[:300].replace(b"\0", b" ").decode("utf-8", "replace").strip()
+                return f" (pid {proc.name}: {clean(cmd[:120], newlines=False)})"
+        except OSError:
+            continue
+    return ""
 
 
 def url_of(sock: socket.socket) -> str:
@@ -102,9 +136,20 @@ def fence_line() -> str:
 def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable[[str], None] = print,
           extensions: Sequence[Callable[[Any], None]] = (), banner: Sequence[str] = ()) -> None:
     """Serve until interrupted; prints where it listens and how to point an OTel SDK at it.
-    `extensions` go to create_app (the web UI); `banner` lines are printed after the URL ({url} filled in)."""
+    `extensions` go to create_app (the web UI); `banner` lines are printed after the URL ({url} filled in).
+
+    The store and the port are claimed before the banner: a second `tracekit serve` on the same store
+    or port ends in one CollectorError naming who holds it, not a banner and then uvicorn's traceback.
+    """
+    server = _uvicorn_server(config, log_level, extensions)
+    home_lock = server.config.app.state.collector.ingestor.home_lock  # type: ignore[union-attr]  # the app create_app made
     sock = bind(config.host, config.port)
     url = url_of(sock)
+    try:
+        home_lock.claim(url=url)
+    except BaseException:
+        sock.close()
+        raise
     if not config.loopback and not config.tokens.enabled:
         echo(f"warning: listening on {config.host} without tokens: anyone who can reach it can read and write traces; set TRACEKIT_TOKEN")
     echo(f"tracekit collector on {url} (store {config.home.resolve()}); docs {url}/docs")
@@ -112,7 +157,6 @@ def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable
     echo(fence_line())
     for line in banner:
         echo(line.format(url=url))
-    server = _uvicorn_server(config, log_level, extensions)
     try:
         server.run(sockets=[sock])
     finally:

@@ -14,6 +14,7 @@ a row of the `experiments` table. Proposers: `anthropic` (Claude), `command` (an
 
 from __future__ import annotations
 
+from ._alarms import ALARMS, AlarmInput
 from ._context import register_section
 from ._ledger import STATUSES, Ledger
 from ._loop import Optimizer, Summary
@@ -23,6 +24,8 @@ from ._section import Section
 from ._target import Noise, Target, load_target
 
 __all__ = [
+    "ALARMS",
+    "AlarmInput",
     "Cost",
     "Ledger",
     "Noise",

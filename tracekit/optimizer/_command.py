@@ -32,9 +32,10 @@ from ._safefs import Dir, UnsafePath, copy_tree
 from ._validate import InvalidProposal
 
 
-def copy_target(root: Path, dest: Path, exclude: tuple[str, ...]) -> None:
-    """Copy the target folder to the new folder `dest`, skipping names matching `exclude` (globs); links stay links."""
-    copy_tree(root, dest, exclude)
+def copy_target(root: Path, dest: Path, exclude: tuple[str, ...], sealed: tuple[str, ...]) -> None:
+    """Copy the target folder to the new folder `dest`, skipping names matching `exclude` (globs) and the
+    `sealed` holdout files (paths); links stay links. Every copy of a target goes through here."""
+    copy_tree(root, dest, exclude, skip=sealed)
 
 
 def _snapshot(folder: Path, exclude: tuple[str, ...]) -> dict[str, tuple[int, int]]:
@@ -132,7 +133,7 @@ class CommandProposer:
     def propose(self, ctx: ProposalContext) -> Proposal:
         target = ctx.target
         work = ctx.scratch / "workspace"
-        copy_target(target.root, work, target.exclude)
+        copy_target(target.root, work, target.exclude, target.sealed)
         with Dir.open(work) as d:
             for rel, text in ctx.files.items():
                 d.write(rel, text)

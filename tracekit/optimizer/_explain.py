@@ -24,6 +24,8 @@ def _how_threshold(row: ExperimentRow) -> str:
     if noise:
         per = f" / sqrt({runs})" if runs > 1 else ""
         return f" (the noise rule: {_g(thr)} from a baseline stdev of {_g(noise)}{per}, or min_delta if larger)"
+    if noise == 0:
+        return " (min_delta: the baseline runs did not vary)"
     return " (min_delta; the noise is not measured yet)"
 
 
@@ -60,7 +62,14 @@ def reason_of(row: ExperimentRow) -> str:
 
 
 def short_reason(row: ExperimentRow) -> str:
-    """The decision's numbers in a few words, for narrow tables: `+0.019 < threshold 0.05`."""
+    """The decision's numbers in a few words, for narrow tables: `+0.019 <= threshold 0.05`; a keep's
+    alarms counted first (`2 ALARMS; +0.38 > threshold 0.05`)."""
+    alarms = row.get("alarms") or []
+    text = _short(row)
+    return f"{len(alarms)} ALARM{'S' if len(alarms) > 1 else ''}; {text}" if alarms else text
+
+
+def _short(row: ExperimentRow) -> str:
     status = row["status"]
     imp, thr = row.get("improvement"), row.get("threshold")
     if status in ("keep", "discard") and imp is not None and thr is not None:

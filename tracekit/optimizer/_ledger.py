@@ -66,10 +66,11 @@ class Ledger:
         rows: list[ExperimentRow] = []
         for f in files:
             try:
-                t = pq.read_table(f, columns=LIGHT_COLUMNS, filters=[("run_id", "=", self.run_id)])
+                names = set(pq.read_schema(f).names)  # a file from an older tracekit lacks the newer columns
+                t = pq.read_table(f, columns=[c for c in LIGHT_COLUMNS if c in names], filters=[("run_id", "=", self.run_id)])
             except Exception as exc:
                 raise OptimizerError(f"ledger file {f} is unreadable ({exc}); move it aside to continue") from exc
-            rows.extend(cast(list[ExperimentRow], t.to_pylist()))  # the store wrote them to EXPERIMENTS' schema
+            rows.extend(cast(list[ExperimentRow], [{c: r.get(c) for c in LIGHT_COLUMNS} for r in t.to_pylist()]))
         seen: dict[int, ExperimentRow] = {}
         for r in rows:
             seen.setdefault(int(r["seq"]), r)  # a duplicate outcome cannot happen; keep the first if it did

@@ -25,7 +25,6 @@ from .._errors import OptimizerError
 from ..store._tables import ExperimentRow
 from ._context import ContextBuilder, elide
 from ._execute import Flight, Parent
-from ._ledger import keeps_in_order
 from ._proposer import Proposal, ProposalContext, Proposer
 from ._runs import RunStage
 from ._safefs import own_dir, remove_tree
@@ -86,10 +85,11 @@ class Recorder(RunStage):
         return len(self._baseline_rows()) + sum(1 for f in flights if f.baseline) >= self.target.noise.baseline_runs
 
     def incumbent(self) -> Parent:
-        keeps = keeps_in_order(self.ledger.rows)
+        from ._review import effective_keeps, load_chain
+
+        keeps = effective_keeps(self.ledger.rows, load_chain(self.session.home, self.session.run_id))
         if keeps:
-            r = keeps[-1]
-            commit = r.get("candidate_commit")
+            r, commit = keeps[-1]
             if not commit:
                 raise OptimizerError(f"the ledger's keep {r['experiment_id']} has no candidate_commit; "
                                      "the experiments table of this run was changed by hand: restore it or start a new run")
@@ -291,7 +291,35 @@ class Recorder(RunStage):
             "repair_of": f.repair_of, "started_at": _utc(f.started_at), "finished_at": _utc(now),
             "prompt": f.prompt or None, "raw_output": p.raw_output or None, "host": json.dumps(host_facts()),
             "noise": self.noise(), "threshold": self.threshold(),
+            "registration": json.dumps(self.session.meta.get("registration")) if f.baseline else None,
         }
+
+    def alarms(self, row: ExperimentRow, result: dict[str, Any]) -> list[str]:
+        """The alarm rules' verdicts on a keep (see `_alarms`)."""
+        from ._alarms import AlarmInput, alarms_for
+
+        def sql(query: str) -> list[dict[str, Any]]:
+            from .._query import database
+
+            db = database(self.session.home)
+            with db.lock:
+                rel = db.sql(query)
+                return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
+
+        t = self.target
+
+        def read_fixed(rel: str) -> bytes | None:
+            from ._safefs import Dir
+
+            try:
+                with Dir.open(t.root) as d:
+                    return d.read(rel, limit=16 << 20)
+            except (OSError, OptimizerError):
+                return None
+
+        inp = AlarmInput(row=row, baselines=self._baseline_rows(), result=result, editable=list(t.editable),
+                         fixed=list(t.fixed), metric=t.metric, sql=sql, read_fixed=read_fixed)
+        return alarms_for(inp)
 
     def record_invalid(self, f: Flight, exc: InvalidProposal) -> None:
         f.intent["error"] = str(exc)

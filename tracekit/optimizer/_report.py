@@ -106,6 +106,12 @@ def summary_markdown(rows: list[ExperimentRow], run_id: str = "", pending: int =
         for r in keeps:
             lines.append(f"| {r['experiment_id']} | {_g(r.get('metric'))} | {r.get('improvement') or 0:+.4g} | "
                          f"{_one_line(r.get('description')).replace('|', '/')[:120]} |")
+    alarmed = [r for r in rows if r.get("alarms")]
+    if alarmed:
+        lines += ["", "## Alarms: keeps to review first (`tracekit optimize review`)", ""]
+        for r in alarmed:
+            lines.append(f"- {r['experiment_id']} {_one_line(r.get('description'))[:100]}:")
+            lines += [f"  - {_one_line(a)[:300]}" for a in r.get("alarms") or []]
     decided = [r for r in rows if r.get("proposer") != "baseline"]
     if decided:
         lines += ["", "## Every decision, and why" + (f" (the last {DECISIONS_SHOWN})" if len(decided) > DECISIONS_SHOWN else ""), ""]
@@ -178,6 +184,10 @@ def progress_figure(rows: list[ExperimentRow], title: str = "") -> Any:
     ax.scatter([r.seq for r in base_runs], [r.metric for r in base_runs], s=30, color="#1f77b4", label="baseline runs",
                zorder=3)
     ax.scatter([r.seq for r in keep_runs], [r.metric for r in keep_runs], s=40, color="#2ca02c", label="kept", zorder=3)
+    alarmed = [r for r in keep_runs if by_seq[r.seq].get("alarms")]
+    if alarmed:
+        ax.scatter([r.seq for r in alarmed], [r.metric for r in alarmed], s=160, facecolors="none", edgecolors="#d62728",
+                   linewidths=1.5, label="kept, with alarms: review them", zorder=4)
     base = [r for r in kept if r.status == "baseline"]
     best_x = [min(r.seq for r in base)] if base else []
     best_y = [sum(r.metric for r in base) / len(base)] if base else []

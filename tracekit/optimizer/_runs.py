@@ -68,6 +68,9 @@ class RunStage(ABC):
     @abstractmethod
     def _row(self, f: Flight, status: str) -> ExperimentRow: ...
 
+    @abstractmethod
+    def alarms(self, row: ExperimentRow, result: dict[str, Any]) -> list[str]: ...
+
     def _spec(self, f: Flight, workspace: Path, backend: str) -> Any:
         from tracekit.sandbox import RunSpec
 
@@ -185,6 +188,10 @@ class RunStage(ABC):
             row.update({"metric": metric, "parent_metric": inc.metric,
                         "delta": metric - inc.metric if inc.metric is not None else None, "improvement": imp,
                         "confirmed": confirmed, "candidate_commit": commit, "threshold": thr})
+            if status_l == "keep":
+                alarms = self.alarms(row, last)
+                row["alarms"] = alarms
+                span.set_attributes({"tracekit.optimizer.alarms": len(alarms)})
         self._record(f, row, span)
         return None
 

@@ -267,9 +267,11 @@ def own_dir(path: Path, anchor: Path | None = None) -> Path:
     return path
 
 
-def copy_tree(src: Path, dst: Path, exclude: tuple[str, ...] = (), hardlink: bool = False) -> None:
+def copy_tree(src: Path, dst: Path, exclude: tuple[str, ...] = (), hardlink: bool = False,
+              skip: tuple[str, ...] = ()) -> None:
     """Copy folder `src` to the new folder `dst`: links copied as links, FIFOs/devices skipped, names in `exclude` skipped.
 
+    `skip` holds paths relative to `src` (a target's sealed files) left out wherever they are.
     With `hardlink`, regular files are hard-linked (falling back to a copy across file systems).
     """
     with Dir.open(src) as s:
@@ -278,13 +280,13 @@ def copy_tree(src: Path, dst: Path, exclude: tuple[str, ...] = (), hardlink: boo
         with Dir.open(parent) as p:
             os.mkdir(Path(dst).name, 0o700, dir_fd=p.fd)
             with p.sub(Path(dst).name) as d:
-                _copy(s.fd, d.fd, exclude, hardlink)
+                _copy(s.fd, d.fd, exclude, hardlink, frozenset(skip), "")
                 os.fchmod(d.fd, stat.S_IMODE(os.fstat(s.fd).st_mode))
 
 
-def _copy(sfd: int, dfd: int, exclude: tuple[str, ...], hardlink: bool) -> None:
+def _copy(sfd: int, dfd: int, exclude: tuple[str, ...], hardlink: bool, skip: frozenset[str], prefix: str) -> None:
     for name in os.listdir(sfd):
-        if any(fnmatch(name, pat) for pat in exclude):
+        if any(fnmatch(name, pat) for pat in exclude) or prefix + name in skip:
             continue
         st = os.stat(name, dir_fd=sfd, follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode):
@@ -293,7 +295,7 @@ def _copy(sfd: int, dfd: int, exclude: tuple[str, ...], hardlink: bool) -> None:
             os.mkdir(name, 0o700, dir_fd=dfd)
             s2, d2 = _open_child(sfd, name, False, name), _open_child(dfd, name, False, name)
             try:
-                _copy(s2, d2, exclude, hardlink)
+                _copy(s2, d2, exclude, hardlink, skip, prefix + name + "/")
                 os.fchmod(d2, stat.S_IMODE(st.st_mode))
             finally:
                 os.close(s2)

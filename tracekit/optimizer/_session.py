@@ -33,11 +33,17 @@ from .._errors import OptimizerError
 from ._command import copy_target
 from ._gitrepo import GitError, GitRepo
 from ._ledger import Ledger, _atomic_json
+from ._registration import check as check_registration
+from ._registration import registration
 from ._safefs import Dir, UnsafePath, copy_tree, own_dir, remove_tree
 from ._target import TOML_NAME, Target
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORMAT_VERSION = 1
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def host_facts() -> dict[str, Any]:
@@ -126,6 +132,7 @@ class Session:
             self.meta = json.loads(meta_path.read_text())
             if not self._reregister_after_failed_baseline(log):
                 self._check_identity()
+                self._check_registration()
                 self._warn_if_target_edited(log)
         else:
             self._create()
@@ -159,6 +166,14 @@ class Session:
                 f"run {self.run_id!r} was started with different settings ({', '.join(changed)}); its measurements would not "
                 f"be comparable. Restore them, or start a new run with --tag NEW")
 
+    def _check_registration(self) -> None:
+        if "registration" not in self.meta:  # a run from before registrations: recorded now, as it stands
+            self.meta["registration"] = {**registration(self.target, self.meta["fixed_hashes"], _now()),
+                                         "recorded_on_resume": True}
+            self.save_meta()
+            return
+        check_registration(self.run_id, self.meta["registration"], self.target)
+
     def _target_files(self) -> dict[str, bytes]:
         """The target's editable and fixed files, its program and tracekit.toml, as they are now."""
         t = self.target
@@ -188,8 +203,9 @@ class Session:
                                     message=f"tracekit: baseline of run {self.run_id}, again after a failed baseline")
         self.repo.update_ref(self.branch, baseline, self.repo.rev(self.branch) or old)
         t = self.target
+        hashes = t.fixed_hashes()
         self.meta.update({"identity": t.identity(), "identity_hash": self._identity_hash(), "baseline_commit": baseline,
-                          "fixed_hashes": t.fixed_hashes(), "setup_done": False})
+                          "fixed_hashes": hashes, "setup_done": False, "registration": registration(t, hashes, _now())})
         self.save_meta()
         if log:
             what = ", ".join(edited) + (" and settings" if settings and edited else "settings" if settings else "")
@@ -215,11 +231,12 @@ class Session:
         head = None if self.repo.private else self.repo.rev("HEAD")
         baseline = self.repo.commit(files, parent=head, message=f"tracekit: baseline of run {self.run_id}")
         self.repo.update_ref(self.branch, baseline, "0" * 40)
+        hashes, now = t.fixed_hashes(), _now()
         self.meta = {
             "version": FORMAT_VERSION, "run_id": self.run_id, "target": str(t.root), "identity": t.identity(),
             "identity_hash": self._identity_hash(), "git_dir": str(self.repo.git_dir), "private_repo": self.repo.private,
-            "branch": self.branch, "baseline_commit": baseline, "fixed_hashes": t.fixed_hashes(),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "setup_done": False,
+            "branch": self.branch, "baseline_commit": baseline, "fixed_hashes": hashes,
+            "created_at": now, "setup_done": False, "registration": registration(t, hashes, now),
         }
         self.save_meta()
 
@@ -232,7 +249,7 @@ class Session:
         remove_tree(self.base)
         tmp = self.dir / "base.tmp"
         remove_tree(tmp)
-        copy_target(self.target.root, tmp, self.target.exclude)
+        copy_target(self.target.root, tmp, self.target.exclude, self.target.sealed)
         assert self.repo is not None
         with Dir.open(tmp) as d:
             for rel in list(self.target.editable) + list(self.target.fixed):
@@ -260,6 +277,11 @@ class Session:
             if proc.returncode != 0:
                 tail = (self.dir / "setup.log").read_text(errors="replace")[-2000:]
                 raise OptimizerError(f"setup {self.target.setup!r} failed with exit code {proc.returncode}:\n{tail}")
+        leaked = [rel for rel in self.target.sealed if os.path.lexists(tmp / rel)]
+        if leaked:
+            raise OptimizerError(f"the base workspace holds the sealed holdout files {leaked}"
+                                 + (f" (setup {self.target.setup!r} wrote them)" if self.target.setup else "")
+                                 + ": every run and the proposer would see them. Make setup leave them out")
         hashes = self.target.fixed_hashes(tmp)
         if hashes != self.meta["fixed_hashes"]:
             bad = sorted(k for k in hashes if hashes[k] != self.meta["fixed_hashes"].get(k))

@@ -20,6 +20,10 @@ Read from `<folder>/tracekit.toml` (all keys optional) and overridden by flags:
     confirm = "auto"                 # rerun near-misses once (true: every would-be keep; false: never)
     [proposer]                       # defaults for the proposers (see docs/optimizer.md)
     model = "claude-sonnet-5-5"
+    [holdout]                        # a sealed split, scored only by `tracekit optimize holdout`
+    run = "python -m tracekit eval run evals.py --split test -f json"
+    metric = "accuracy"
+    files = ["holdout.jsonl"]        # never copied into a run, the base or the proposer's context
 
     target = load_target(Path("examples/tinylm"), {"budget_s": 30})
 """
@@ -28,9 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,7 @@ _TARGET_KEYS = {
     "max_file_bytes", "max_diff_lines", "name",
 }
 _NOISE_KEYS = {"baseline_runs", "min_delta", "noise_mult", "confirm"}
+_HOLDOUT_KEYS = {"run", "metric", "files", "budget_s"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,21 @@ class Noise:
     min_delta: float = 0.0
     noise_mult: float = 2.0
     confirm: str = "auto"  # auto: rerun near-misses | always: rerun every would-be keep | never
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """A sealed split: files no optimization run, base workspace or proposer ever gets, and the command
+    that scores them (run by `tracekit optimize holdout` on the baseline and the reviewed best)."""
+
+    run: str | tuple[str, ...]
+    metric: str
+    files: tuple[str, ...]
+    budget_s: float | None = None  # default: the target's budget_s
+
+    def settings(self) -> dict[str, Any]:
+        return {"run": self.run if isinstance(self.run, str) else list(self.run), "metric": self.metric,
+                "files": list(self.files), "budget_s": self.budget_s}
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,12 @@ class Target:
     max_diff_lines: int = 2000
     name: str = ""
     proposer: Mapping[str, Any] = field(default_factory=dict)
+    holdout: Holdout | None = None
+
+    @property
+    def sealed(self) -> tuple[str, ...]:
+        """Paths (relative to the root) that are never copied anywhere a run or a proposer can see."""
+        return self.holdout.files if self.holdout else ()
 
     @property
     def better(self) -> int:
@@ -108,12 +136,15 @@ class Target:
 
     def identity(self) -> dict[str, Any]:
         """The settings a run's measurements depend on; resuming with other values is refused."""
-        return {
+        out = {
             "editable": list(self.editable), "fixed": list(self.fixed),
             "run": self.run if isinstance(self.run, str) else list(self.run),
             "metric": self.metric, "direction": self.direction, "budget_s": self.budget_s,
             "env": dict(sorted(self.env.items())), "setup": self.setup,
         }
+        if self.holdout is not None:  # only then: runs started before holdouts existed resume unchanged
+            out["holdout"] = self.holdout.settings()
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -124,18 +155,24 @@ class Target:
 
     def fixed_hashes(self, folder: Path | None = None) -> dict[str, str]:
         """SHA-256 of every fixed file (in `folder`, default the target root), read without following links."""
+        return {rel: hashlib.sha256(data).hexdigest() for rel, data in self.read_files(self.fixed, "fixed", folder).items()}
+
+    def sealed_hashes(self) -> dict[str, str]:
+        """SHA-256 of every sealed (holdout) file in the target root, read without following links."""
+        return {rel: hashlib.sha256(data).hexdigest() for rel, data in self.read_files(self.sealed, "sealed").items()}
+
+    def read_files(self, rels: tuple[str, ...], what: str, folder: Path | None = None) -> dict[str, bytes]:
         base = folder or self.root
         out = {}
         with Dir.open(base) as d:
-            for rel in self.fixed:
+            for rel in rels:
                 try:
-                    data = d.read(rel)
+                    out[rel] = d.read(rel)
                 except FileNotFoundError:
-                    raise OptimizerError(f"fixed file {rel!r} is missing in {base}; it must exist (checked before every "
+                    raise OptimizerError(f"{what} file {rel!r} is missing in {base}; it must exist (checked before every "
                                          "run)") from None
                 except (UnsafePath, NotADirectoryError) as exc:
-                    raise OptimizerError(f"fixed file {rel!r} in {base}: {exc}") from None
-                out[rel] = hashlib.sha256(data).hexdigest()
+                    raise OptimizerError(f"{what} file {rel!r} in {base}: {exc}") from None
         return out
 
 
@@ -183,10 +220,10 @@ def read_toml(root: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise OptimizerError(f"{path}: not valid TOML ({exc})") from exc
-    unknown = set(data) - {"target", "noise", "proposer"}
+    unknown = set(data) - {"target", "noise", "proposer", "holdout"}
     if unknown:
-        raise OptimizerError(f"{path}: unknown sections {sorted(unknown)}; known: [target], [noise], [proposer]")
-    for section, known in (("target", _TARGET_KEYS), ("noise", _NOISE_KEYS)):
+        raise OptimizerError(f"{path}: unknown sections {sorted(unknown)}; known: [target], [noise], [proposer], [holdout]")
+    for section, known in (("target", _TARGET_KEYS), ("noise", _NOISE_KEYS), ("holdout", _HOLDOUT_KEYS)):
         keys = set(data.get(section, {}))
         if keys - known:
             raise OptimizerError(f"{path}: unknown keys in [{section}]: {sorted(keys - known)}; known: {sorted(known)}")
@@ -239,13 +276,7 @@ def load_target(root: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
     overlap = set(editable) & set(fixed)
     if overlap:
         raise OptimizerError(f"{sorted(overlap)} listed as both editable and fixed; a file is one or the other")
-    run = t["run"]
-    if isinstance(run, list):
-        if not run or not all(isinstance(a, str) for a in run):
-            raise OptimizerError(f"run must be a shell string or a non-empty list of strings, got {run!r}")
-        run = tuple(run)
-    elif not isinstance(run, str):
-        raise OptimizerError(f"run must be a shell string or a list of strings, got {run!r}")
+    run = _command(t["run"], "run")
     direction = str(t.get("direction", "min")).lower()
     if direction in ("minimize", "lower"):
         direction = "min"
@@ -290,6 +321,7 @@ def load_target(root: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
             max_diff_lines=int(t.get("max_diff_lines", 2000)),
             name=str(t.get("name") or folder.name),
             proposer=proposer,
+            holdout=_holdout(folder, data.get("holdout"), editable + fixed + (program or "", TOML_NAME)),
         )
     except (TypeError, ValueError) as exc:
         raise OptimizerError(f"target {folder}: a setting has the wrong type ({exc}); see docs/optimizer.md") from exc
@@ -299,5 +331,68 @@ def load_target(root: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
         raise OptimizerError(f"[noise] baseline_runs must be at least 1, got {target.noise.baseline_runs}")
     if target.program and not (folder / target.program).is_file():
         raise OptimizerError(f"program file {target.program!r} does not exist in {folder}")
+    for ro in target.ro_paths:  # a read-only path that holds a sealed file would hand it to every run
+        where = Path(ro).expanduser()
+        where = (where if where.is_absolute() else folder / where).resolve()
+        leaked = [rel for rel in target.sealed if (folder / rel).resolve().is_relative_to(where)]
+        if leaked:
+            raise OptimizerError(f"ro_paths entry {ro!r} holds the sealed holdout files {leaked}: every run could read "
+                                 "them. List a narrower read-only path, or move the sealed files out of it")
     return target
+
+
+def _command(value: Any, key: str) -> str | tuple[str, ...]:
+    if isinstance(value, list) and value and all(isinstance(a, str) for a in value):
+        return tuple(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    raise OptimizerError(f"{key} must be a shell string or a non-empty list of strings, got {value!r}")
+
+
+def _refuse_other_names(folder: Path, files: tuple[str, ...], where: str) -> None:
+    """A symbolic link to a sealed file (or its folder) or a hard link of one elsewhere in the target would be
+    copied where the sealed file is not: refused."""
+    real = [(folder / rel).resolve() for rel in files]
+    inodes = {(st.st_dev, st.st_ino) for st in (p.stat() for p in real)}
+    sealed = {folder / rel for rel in files}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not any(fnmatch(d, pat) for pat in DEFAULT_EXCLUDE)]
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                to = path.resolve()
+                if any(r == to or r.is_relative_to(to) for r in real):
+                    raise OptimizerError(f"{where}: {path} is a symbolic link to a sealed file (or its folder); runs would "
+                                         "get the sealed split through it. Remove the link")
+            elif stat.S_ISREG(st.st_mode) and path not in sealed and (st.st_dev, st.st_ino) in inodes:
+                raise OptimizerError(f"{where}: {path} is a hard link of a sealed file; runs would get the sealed split "
+                                     "under that name. Remove it")
+
+
+def _holdout(folder: Path, data: Any, visible: tuple[str, ...]) -> Holdout | None:
+    """[holdout]: the command scoring the sealed split, its metric, and the sealed files (never in a run's copy)."""
+    if data is None:
+        return None
+    where = f"{folder / TOML_NAME} [holdout]"
+    if not isinstance(data, dict):
+        raise OptimizerError(f"{where} must be a table: [holdout] with run, metric and files below it")
+    missing = [k for k in ("run", "metric", "files") if not data.get(k)]
+    if missing:
+        raise OptimizerError(f"{where}: {', '.join(missing)} not set; a holdout needs run = \"the command that scores "
+                             "the sealed split\", metric = \"its metric\" and files = [\"the sealed files\"]")
+    files = tuple(_rel(folder, f, "[holdout] files") for f in _as_list(data["files"], "[holdout] files"))
+    for rel in files:
+        if not (folder / rel).is_file():
+            raise OptimizerError(f"{where}: sealed file {rel!r} does not exist in {folder}")
+    shared = sorted(set(files) & set(visible))
+    if shared:
+        raise OptimizerError(f"{where}: {shared} cannot be sealed: editable and fixed files, the program and "
+                             f"{TOML_NAME} go into every run. Put the sealed split in files of its own")
+    _refuse_other_names(folder, files, where)
+    budget = data.get("budget_s")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+        raise OptimizerError(f"{where}: budget_s must be a positive number of seconds, got {budget!r}")
+    return Holdout(_command(data["run"], "[holdout] run"), str(data["metric"]), files,
+                   float(budget) if budget is not None else None)
 

@@ -15,14 +15,13 @@ import re
 import secrets
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from .._config import get_settings
-from . import _cgroup, _metrics, _spans, _workspace
-from ._backends import LOCAL_WARNING, choose, host_uid
+from . import _cgroup, _metrics, _rundirs, _spans, _workspace
+from ._backends import LOCAL_WARNING, Backend, choose, host_uid
 from ._spec import RunResult, RunSpec
 from ._supervise import Outcome, Supervisor
 
@@ -91,9 +90,23 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
     experiment_id = spec.experiment_id or run_id
     settings = get_settings()
     home = Path(spec.trace_home or settings.home).resolve()
-    run_dir = Path(spec.run_dir).resolve() if spec.run_dir else Path(tempfile.mkdtemp(prefix=f"tracekit-run-{run_id}-"))
+    if spec.run_dir:
+        run_dir = Path(spec.run_dir).resolve()
+    else:  # under the store, the oldest finished ones pruned (_rundirs)
+        run_dir = _rundirs.new_run_dir(home, run_id, spec.workspace, spec.copy_exclude)
     uid = host_uid(run_id) if backend.isolated else None
-    folders = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude, isolated=backend.isolated, owner=uid)
+    held = _rundirs.hold(run_dir) if run_dir.is_dir() else None  # never pruned while it runs
+    try:
+        folders = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude, isolated=backend.isolated, owner=uid)
+        held = held if held is not None else _rundirs.hold(run_dir)
+        return _run(spec, backend, run_id, experiment_id, settings.project, home, run_dir, uid, folders, cancel)
+    finally:
+        if held is not None:
+            _rundirs.let_go(held)
+
+
+def _run(spec: RunSpec, backend: Backend, run_id: str, experiment_id: str, project: str, home: Path, run_dir: Path,
+         uid: int | None, folders: _workspace.Folders, cancel: threading.Event | None) -> RunResult:
     inside = backend.inside(run_dir)
     saved = spec.to_dict()  # values of credential-like variables never reach the disk
     saved["env"] = {k: ("<redacted>" if SECRETISH.search(k) else v) for k, v in saved["env"].items()}
@@ -107,7 +120,7 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
     })
     try:
         env = build_env(spec, tmp=inside.tmp, io_dir=inside.io, run_id=run_id,
-                        experiment_id=experiment_id, traceparent=span.traceparent, project=settings.project,
+                        experiment_id=experiment_id, traceparent=span.traceparent, project=project,
                         backend=backend.name)
         sup = Supervisor(spec, backend, cgroup_layout(), run_id, argv, env, folders, inside, uid, cancel)
         out = sup.run()

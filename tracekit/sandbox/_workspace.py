@@ -44,18 +44,19 @@ class Folders:
 def prepare(run_dir: Path, source: Path | None, exclude: Sequence[str], *, isolated: bool,
             owner: int | None = None) -> Folders:
     """Create the run folder and copy `source` into it (`seed/` or, unisolated, `workspace/`)."""
+    src = Path(source).resolve() if source is not None else None
+    if src is not None and would_copy(run_dir.resolve(), src, exclude):  # checked before anything is created
+        raise SandboxError(f"run_dir {run_dir} is inside the workspace {src}, which would be copied into itself; "
+                           f"put runs elsewhere or under a folder the copy skips ({', '.join(exclude)})")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise SandboxError(f"run_dir {run_dir} exists and is not empty; give a new folder (or None for a fresh one)")
     run_dir.mkdir(parents=True, exist_ok=True)
     f = Folders(run_dir, run_dir / "seed", run_dir / "workspace", run_dir / "io", run_dir / "tmp")
     first = f.seed if isolated else f.workspace
-    if source is not None:
-        src = Path(source).resolve()
-        if run_dir.resolve().is_relative_to(src):
-            raise SandboxError(f"run_dir {run_dir} is inside the workspace {src}; put runs elsewhere")
+    if src is not None:
 
         def ignore(folder: str, names: list[str]) -> set[str]:
-            return {n for n in names if any(fnmatch.fnmatch(n, pat) for pat in exclude)}
+            return {n for n in names if _excluded(n, exclude)}
 
         try:
             shutil.copytree(src, first, symlinks=True, ignore=ignore)
@@ -74,6 +75,18 @@ def prepare(run_dir: Path, source: Path | None, exclude: Sequence[str], *, isola
             d.mkdir()
         f.tmp.chmod(0o1777)
     return f
+
+
+def _excluded(name: str, exclude: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(name, pat) for pat in exclude)
+
+
+def would_copy(path: Path, src: Path, exclude: Sequence[str]) -> bool:
+    """Whether copying `src` (skipping names that match `exclude`, at any depth) would copy `path`: a
+    run folder under the workspace is safe only inside a skipped folder (e.g. the store's `.tracekit`)."""
+    if not path.is_relative_to(src):
+        return False
+    return not any(_excluded(part, exclude) for part in path.relative_to(src).parts)
 
 
 # -- host paths (the local backend's live folders, the seed) -------------------------------------

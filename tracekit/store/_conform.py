@@ -47,7 +47,8 @@ def read_file(spec: Table, path: Path) -> "pa.Table":
 
 
 def conform(spec: Table, data: "pa.Table | Sequence[Mapping[str, Any]]") -> "pa.Table":
-    """`data` as an Arrow table with exactly `spec`'s columns, in order, typed (missing -> null)."""
+    """`data` as an Arrow table with exactly `spec`'s columns, in order, typed (missing -> null), legacy
+    values renamed (`Column.legacy`)."""
     import pyarrow as pa
 
     schema = spec.arrow_schema()
@@ -57,7 +58,7 @@ def conform(spec: Table, data: "pa.Table | Sequence[Mapping[str, Any]]") -> "pa.
         if unknown:
             raise StoreError(f"unknown columns for table {spec.name!r}: {sorted(unknown)}; columns: {schema.names}")
         try:
-            return pa.Table.from_pylist(rows, schema=schema)
+            return _renamed_values(spec, pa.Table.from_pylist(rows, schema=schema))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
             raise StoreError(f"rows do not fit table {spec.name!r}: {exc}") from exc
     cols = []
@@ -72,8 +73,22 @@ def conform(spec: Table, data: "pa.Table | Sequence[Mapping[str, Any]]") -> "pa.
             cols.append(col)
         else:
             cols.append(pa.nulls(data.num_rows, type=f.type))
-    out = pa.Table.from_arrays(cols, schema=schema)
+    out = _renamed_values(spec, pa.Table.from_arrays(cols, schema=schema))
     missing = [f.name for f in schema if not f.nullable and out.column(f.name).null_count]
     if missing:
         raise StoreError(f"table {spec.name!r}: required columns have nulls: {missing}")
     return out
+
+
+def _renamed_values(spec: Table, table: "pa.Table") -> "pa.Table":
+    """Legacy values (`Column.legacy`) replaced: files read back and rows written both say today's word."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for c in spec.columns:
+        for old, new in c.legacy:
+            i = table.schema.get_field_index(c.name)
+            col = table.column(i)
+            is_old = pc.equal(col, pa.scalar(old, col.type))
+            table = table.set_column(i, table.schema.field(i), pc.if_else(is_old, pa.scalar(new, col.type), col))
+    return table

@@ -128,9 +128,10 @@ class Database:
             return True
 
     def _point_views(self, listing: dict[str, list[Path]]) -> None:
+        tables = all_tables()
         for name, files in listing.items():
-            if files:
-                src = (
+            if files:  # values from before a vocabulary change read as today's (Column.legacy)
+                src = tables[name].read_select(
                     f"SELECT * FROM _empty_{name} UNION ALL BY NAME "
                     f"SELECT * FROM read_parquet({sql_list(files)}, union_by_name = true)"
                 )
@@ -159,6 +160,14 @@ class Database:
         if rel is None:
             raise QueryError("the statement returned no rows (tracekit.query is for SELECT-style queries)")
         return rel
+
+    def statements(self, sql: str) -> list[str]:
+        """`sql` split into its statements by DuckDB's parser (`;` inside strings and comments is not a split),
+        so a caller can show each statement's result instead of only the last one's."""
+        try:
+            return [s.query.strip() for s in self.con.extract_statements(sql)]
+        except Exception as exc:
+            raise QueryError(self.explain_error(exc)) from None
 
     def explain_error(self, exc: BaseException) -> str:
         return f"{exc}\n\n{self.describe()}"

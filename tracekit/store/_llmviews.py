@@ -356,7 +356,7 @@ SELECT m.trace_id, m.span_id, m.parent_span_id, m.llm_span_id, coalesce(m.call_i
 FROM matched m LEFT JOIN responses resp ON resp.trace_id = m.trace_id AND resp.call_id = coalesce(m.call_id, m.req_call_id)
 UNION ALL
 SELECT r.trace_id, NULL, NULL, r.llm_span_id, r.call_id, r.name, r.arguments, resp.result,
-    CASE WHEN resp.is_error THEN 'error' WHEN resp.call_id IS NULL THEN 'unset' ELSE 'ok' END,
+    CASE WHEN resp.is_error THEN 'error' WHEN resp.call_id IS NULL THEN 'unknown' ELSE 'ok' END,
     CASE WHEN resp.is_error THEN resp.result END,
     r.end_time, NULL, r.project, r.experiment_id, 'conversation'
 FROM requested r LEFT JOIN responses resp ON resp.trace_id = r.trace_id AND resp.call_id = r.call_id
@@ -368,7 +368,8 @@ LLM_DOC = ("One row per LLM call from any instrumentation (tracekit, OTel GenAI 
            "model, provider, tokens (input incl. cache), cost_usd, latency, stop reason, GenAI-parts input/output "
            "messages, tool calls requested.")
 TOOL_DOC = ("One row per tool call: tool spans (decorators, GenAI execute_tool, OpenInference TOOL) and calls the model "
-            "requested without a span (source 'conversation'): name, arguments, result, error, duration.")
+            "requested without a span (source 'conversation'): name, arguments, result, error, duration; status ok | error, "
+            "or unknown when no result was ever seen.")
 
 
 DOCS: dict[str, str] = {"llm_calls": LLM_DOC, "tool_calls": TOOL_DOC}

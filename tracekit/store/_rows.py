@@ -48,7 +48,7 @@ _GENAI_OPS = {
     "retrieval": "retriever",
 }
 _SPAN_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
-_STATUS = {0: "unset", 1: "ok", 2: "error"}
+_STATUS = {0: "ok", 1: "ok", 2: "error"}  # OpenTelemetry UNSET, OK, ERROR: a span either failed or not
 
 
 @dataclass
@@ -168,7 +168,7 @@ def span_row(raw: RawSpan, default_project: str | None = None, resource_cache: d
     inp = _io(attrs, "input")
     out = _io(attrs, "output")
     span_kind = raw.span_kind if isinstance(raw.span_kind, str) else _SPAN_KINDS.get(raw.span_kind, "internal")
-    status = raw.status_code if isinstance(raw.status_code, str) else _STATUS.get(raw.status_code, "unset")
+    status = raw.status_code if isinstance(raw.status_code, str) else _STATUS.get(raw.status_code, "ok")
     return {
         "trace_id": _hex(raw.trace_id, 32),
         "span_id": _hex(raw.span_id, 16),

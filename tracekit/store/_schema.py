@@ -115,6 +115,15 @@ class Column:
     type: Type
     doc: str
     required: bool = False
+    # (old, new) values: files written before a vocabulary change hold `old`; every read and write sees `new`
+    legacy: tuple[tuple[str, str], ...] = ()
+
+    def read_sql(self) -> str:
+        """The SQL expression that reads this column with its legacy values replaced."""
+        if not self.legacy:
+            return self.name
+        whens = " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in self.legacy)
+        return f"CASE {self.name} {whens} ELSE {self.name} END"
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,11 @@ class Table:
             [pa.field(c.name, c.type.arrow(), nullable=not c.required) for c in self.columns],
             metadata={SCHEMA_KEY: str(SCHEMA_VERSION).encode(), TABLE_KEY: self.name.encode()},
         )
+
+    def read_select(self, source: str) -> str:
+        """`SELECT * FROM source` with legacy column values replaced (`Column.legacy`)."""
+        fixed = [f"{c.read_sql()} AS {c.name}" for c in self.columns if c.legacy]
+        return f"SELECT * REPLACE ({', '.join(fixed)}) FROM ({source})" if fixed else f"SELECT * FROM ({source})"
 
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]

@@ -84,6 +84,37 @@ class Store:
     def table_dir(self, table: str) -> Path:
         return self.home / table
 
+    def missing(self) -> str | None:
+        """Why no store is at `home` (None when one is). A folder that exists is a store, even empty (as
+        right after `configure()`); a folder that does not exist, a file, or a folder that holds no table
+        but a `.tracekit` store inside is a wrong path, and every table would read empty without a word."""
+        from ._tables import all_tables
+
+        if not self.home.exists():
+            return f"no tracekit store at {self.home.resolve()} (the folder does not exist)"
+        if not self.home.is_dir():
+            return f"no tracekit store at {self.home.resolve()} (it is a file, not a folder)"
+        inner = self.home / DEFAULT_HOME
+        if inner.is_dir() and not any(self.table_dir(t).is_dir() for t in all_tables()):
+            return f"no tracekit tables in {self.home.resolve()}; the store is its {DEFAULT_HOME} folder ({inner.resolve()})"
+        return None
+
+    def where_hint(self) -> str:
+        """What to do about `missing()`: the same advice everywhere a store is read."""
+        return "point at your store with --home PATH or TRACEKIT_HOME (in Python: tracekit.query(sql, home=PATH))"
+
+    def warn_if_missing(self, stacklevel: int = 2) -> None:
+        """A `StoreWarning` when `missing()`: for the doors users read through (`tracekit.query()`, the CLI's
+        read commands), not for internal lookups that precede a first write (those create the store)."""
+        problem = self.missing()
+        if problem is not None:
+            import warnings
+
+            from .._errors import StoreWarning
+
+            warnings.warn(f"{problem}, so every table reads empty; {self.where_hint()}", StoreWarning,
+                          stacklevel=stacklevel + 1)
+
     # -- writing ---------------------------------------------------------------------------
 
     def write(

@@ -51,7 +51,9 @@ SPANS = Table(
         Column("start_time", TIMESTAMP, "Start, UTC.", required=True),
         Column("end_time", TIMESTAMP, "End, UTC.", required=True),
         Column("duration_ms", FLOAT64, "end_time - start_time in milliseconds.", required=True),
-        Column("status", STRING, "ok | error | unset.", required=True),
+        Column("status", STRING, "ok | error: whether the span failed. OpenTelemetry's UNSET (no error recorded) is "
+               "ok, as in every other table and view (files from earlier versions say 'unset': they read as ok).",
+               required=True, legacy=(("unset", "ok"),)),
         Column("status_message", STRING, "The status description (an error's message)."),
         Column("service_name", STRING, "Resource attribute service.name."),
         Column("project", STRING, "tracekit project (resource or span attribute tracekit.project)."),
@@ -162,6 +164,8 @@ EXPERIMENTS = register_table(Table(
         Column("host", JSON, "Machine facts for the run: cpu count, load average, python."),
         Column("confirmed", BOOL, "Set when the candidate was rerun (a near-miss, or confirm = true): whether the mean still cleared the threshold."),
         Column("reason", STRING, "Why it was kept, discarded or failed, in one line with its numbers (improvement, threshold, noise)."),
+        Column("alarms", list_of(STRING), "For a keep: signs of gaming the metric ('rule: message'), see tracekit.optimizer.ALARMS."),
+        Column("registration", JSON, "On baseline rows: what the run pre-registered before its baseline (metric, direction, threshold rule, run command, fixed files' SHA-256, budget, holdout and its sealed files' SHA-256)."),
     ),
 ))
 
@@ -224,6 +228,8 @@ class ExperimentRow(TypedDict, total=False):
     host: str | None
     confirmed: bool | None
     reason: str | None
+    alarms: list[str] | None
+    registration: str | None
 
 EVAL_RESULTS = register_table(Table(
     name="eval_results",
@@ -327,4 +333,43 @@ class EvalRunRow(TypedDict, total=False):
     config: str | None
     revision: str | None
     experiment_id: str | None
+    project: str | None
+
+
+ANNOTATIONS = register_table(Table(
+    name="annotations",
+    doc="Human (or tool) labels on a trace, a span, an experiment or an eval case: review decisions, scores, notes.",
+    key=("target_kind", "target_id", "time"),
+    columns=(
+        Column("annotation_id", STRING, "Unique id of the annotation.", required=True),
+        Column("target_kind", STRING, "trace | span | experiment | eval_case.", required=True),
+        Column("target_id", STRING, "trace id | '<trace id>/<span id>' | experiment id | '<eval run id>/<case id>/<epoch>'.",
+               required=True),
+        Column("trace_id", STRING, "The trace the target belongs to, when known (joins with spans)."),
+        Column("experiment_id", STRING, "The experiment the target belongs to, when known (joins with experiments)."),
+        Column("label", STRING, "A short label: approve, reject, good, bad, gaming, ... (the latest per target and author wins)."),
+        Column("score", FLOAT64, "A number, when the label is a grade."),
+        Column("note", STRING, "Why, in words."),
+        Column("author", STRING, "Who annotated (TRACEKIT_AUTHOR, else the login name).", required=True),
+        Column("source", STRING, "cli | python | ui | review | confirm."),
+        Column("time", TIMESTAMP, "When, UTC.", required=True),
+        Column("project", STRING, "tracekit project."),
+    ),
+))
+
+
+class AnnotationRow(TypedDict, total=False):
+    """A row of `annotations`."""
+
+    annotation_id: Required[str]
+    target_kind: Required[str]
+    target_id: Required[str]
+    trace_id: str | None
+    experiment_id: str | None
+    label: str | None
+    score: float | None
+    note: str | None
+    author: Required[str]
+    source: str | None
+    time: Required[dt.datetime]
     project: str | None
