@@ -199,6 +199,10 @@ def test_sign_in_with_a_token_link_then_browse(watched: Watched, collector_ui: s
     assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [("tracekit_session", True, "Strict")]
     watched.open(collector_ui + "/ui/runs")
     assert page.locator("#runs tbody tr").count() >= 1
+    page.click("form.logout button")  # signing out ends the session: the next page asks again
+    page.wait_for_load_state("networkidle")
+    assert page.locator("form.login").count() == 1, page.content()[:2000]
+    watched.problems.clear()  # (the login page's 401)
     watched.open(collector_ui + "/docs")
     page.locator(".swagger-ui .info").wait_for(timeout=20_000)  # Swagger UI rendered from the vendored files
     time.sleep(0.2)

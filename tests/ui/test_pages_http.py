@@ -219,6 +219,7 @@ def test_login_form_is_small_same_origin_and_never_redirects_away(collector_ui: 
         assert r.status_code == 303 and r.headers["location"] == "/ui/" and "tracekit_session=" in r.headers["set-cookie"]
         assert c.post("/ui/login", data={"token": "wrong-wrong-wrong-wrong"}).status_code == 401
         assert c.post("/ui/login", data=form, headers={"Origin": "http://evil.example"}).status_code == 403
+        assert c.post("/ui/login", data=form, headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"}).status_code == 403
         big = c.post("/ui/login", content=b"token=" + b"x" * 10_000, headers={"content-type": "application/x-www-form-urlencoded"})
         assert big.status_code == 413
         assert c.post("/ui/logout", data={}).status_code == 303

@@ -12,7 +12,8 @@ page accepts, in this order:
 3. the session cookie. It opens /ui pages only: /api still needs the token itself.
 
 Otherwise a GET gets the login page (401; its form POSTs the token to /ui/login). Only the login and
-logout forms have bodies: at most LOGIN_BODY bytes, within the body deadline, from this origin;
+logout forms have bodies: at most LOGIN_BODY bytes, within the body deadline, from this origin
+(Sec-Fetch-Site, else Origin);
 any other method or body on a page is refused before a byte is read. The vendored files under
 /ui/static are public (they hold no data). Every answer carries the security headers of
 `collector._docs` (a CSP without inline code, nosniff, no referrer, no framing) and pages
@@ -129,7 +130,11 @@ class PageGuard:
             return
         auth = headers.get("authorization")
         scopes = tokens.scopes_for(auth) if auth else None
-        if (scopes is not None and READ in scopes) or self.sessions.valid(_cookie(headers)):
+        if scopes is not None and READ in scopes:
+            await self.app(scope, receive, send)
+            return
+        if self.sessions.valid(_cookie(headers)):
+            scope.setdefault("state", {})["session"] = True  # the pages offer to sign out
             await self.app(scope, receive, send)
             return
         if auth:
@@ -138,9 +143,15 @@ class PageGuard:
         await self._login(send, here, "", 401)
 
     async def _form(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], *, login: bool) -> None:
-        origin = headers.get("origin")
+        origin, site = headers.get("origin"), headers.get("sec-fetch-site")
         host = headers.get("host", "")
-        if origin is not None and origin.split("://", 1)[-1] != host:
+        # Browsers say where a post comes from: Sec-Fetch-Site, else Origin (which is "null" on our own
+        # pages' posts under Referrer-Policy: no-referrer, so Sec-Fetch-Site decides for them)
+        if site is not None:
+            foreign = site not in ("same-origin", "none")
+        else:
+            foreign = origin is not None and origin.split("://", 1)[-1] != host
+        if foreign:
             await _plain(send, 403, "this form only accepts posts from this server's own pages")
             return
         declared = headers.get("content-length", "")
