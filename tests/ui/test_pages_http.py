@@ -257,3 +257,44 @@ def test_ui_command_refuses_a_missing_store(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "tracekit", "ui", "--home", str(tmp_path / "nope"), "--port", "0"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and "no store at" in out.stderr and "--home" in out.stderr
+
+
+def test_a_page_stays_small_however_big_the_spans_it_shows(tmp_path: Path) -> None:
+    from tracekit.store._store import Store
+    from tracekit.ui import UIConfig
+    from tracekit.ui._server import UIThread
+
+    home = tmp_path / "home"
+    tid = "ab" * 16
+    big = json.dumps("x" * 60_000)
+    rows = [{"trace_id": tid, "span_id": f"{i + 1:016x}", "parent_span_id": None if i == 0 else f"{1:016x}", "name": f"step {i}",
+             "kind": "tool", "start_time": 1_700_000_000_000_000 + i * 1000, "end_time": 1_700_000_000_000_500 + i * 1000,
+             "duration_ms": 0.5, "status": "ok", "input": big, "output": big} for i in range(120)]
+    Store(home).write("spans", rows)  # 120 spans of 120 KB of text each: 14 MB
+    with UIThread(UIConfig(home=home, port=0)) as ui:
+        page = httpx.get(f"{ui.url}/ui/traces/{tid}")
+        assert page.status_code == 200 and len(page.text) < 6_000_000
+        assert page.text.count('class="note omitted"') > 60 and page.text.count('class="span ') == 120  # every span listed
+        console = httpx.get(f"{ui.url}/ui/sql", params={"sql": "SELECT input, output FROM spans", "limit": "1000"})
+        assert console.status_code == 200 and len(console.text) < 3_000_000 and "120 rows" in console.text
+        assert console.text.count("the CSV or Parquet download has the whole value") == 240  # each cell cut, and said so
+        wide = httpx.get(f"{ui.url}/ui/sql", params={"sql": "SELECT repeat('x', 5000) AS a, repeat('y', 5000) AS b FROM range(1000)",
+                                                    "limit": "1000"})
+        assert wide.status_code == 200 and len(wide.text) < 3_000_000 and "more rows exist" in wide.text  # the rows stop
+
+
+def test_a_fifo_planted_as_a_run_lock_cannot_hang_the_pages(ui_store: UIStore, tmp_path: Path) -> None:
+    import shutil
+
+    from tracekit.ui import UIConfig
+    from tracekit.ui._server import UIThread
+
+    home = tmp_path / "home"
+    shutil.copytree(ui_store.home, home)
+    lock = home / "optimizer" / ui_store.ids["run_id"] / "lock"
+    lock.unlink(missing_ok=True)
+    os.mkfifo(lock)  # opening it for reading would wait for a writer forever
+    with UIThread(UIConfig(home=home, port=0)) as ui:
+        for path in ("/ui/runs", f"/ui/runs/{ui_store.ids['run_id']}"):
+            r = httpx.get(ui.url + path, timeout=20)
+            assert r.status_code == 200 and "running" not in r.text.split("<h2>")[0].split("</h1>")[-1]

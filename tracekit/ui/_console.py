@@ -22,11 +22,14 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from .._errors import QueryError
 from ..collector._sql import SqlBusy, SqlWorkerFailed
 from ..collector._sqlpool import Answer
-from ._render import page
+from ._render import cell, page
+
+CELL = 2000  # characters of one cell on the page
 from ._source import Reader
 from ._traces import BadInput
 
 SHOW_ROWS = 1000
+SHOW_TEXT = 2_000_000  # characters of cells one console page shows (then the rows stop; downloads have them all)
 MAX_SQL = 16_000  # characters (a URL carries the statement)
 EXAMPLES = [
     "SELECT name, kind, count(*) AS n, round(avg(duration_ms), 1) AS avg_ms FROM spans GROUP BY ALL ORDER BY n DESC LIMIT 20",
@@ -170,8 +173,14 @@ def routes(app: FastAPI, reader: Callable[[], Reader]) -> None:
                 context["error"], status = str(exc), 400
             else:
                 table = result.table
-                context.update(columns=table.column_names, rows=[list(r.values()) for r in table.to_pylist()],
-                               truncated=result.truncated, elapsed_ms=result.elapsed_ms)
+                rows, left = [], SHOW_TEXT
+                for r in table.to_pylist():
+                    left -= sum(len(cell(v, CELL)) for v in r.values())
+                    if left < 0 and rows:
+                        break
+                    rows.append(list(r.values()))
+                context.update(columns=table.column_names, rows=rows, truncated=result.truncated or len(rows) < table.num_rows,
+                               elapsed_ms=result.elapsed_ms)
         return page(request, "sql.html", status, **context)
 
     def download(request: Request, fmt: str) -> Response:

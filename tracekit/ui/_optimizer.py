@@ -41,8 +41,20 @@ def check_run_id(run_id: str) -> str:
 
 
 def running(home: Path, run_id: str) -> bool:
-    """Whether a loop holds the run's lock now (never true for a run id that is not a plain name)."""
-    return bool(RUN_ID.match(run_id)) and loop_pid(home / "optimizer" / run_id) is not None
+    """Whether a loop holds the run's lock now (never true for a run id that is not a plain name, or a
+    lock that is not a plain file: opening a FIFO planted there would block the page)."""
+    import os
+    import stat
+
+    if not RUN_ID.match(run_id):
+        return False
+    run_dir = home / "optimizer" / run_id
+    try:
+        if not stat.S_ISREG(os.lstat(run_dir / "lock").st_mode):
+            return False
+    except OSError:
+        return False
+    return loop_pid(run_dir) is not None
 
 
 def list_runs(reader: Reader) -> list[dict[str, Any]]:

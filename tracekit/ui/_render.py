@@ -64,25 +64,21 @@ def usd(value: Any) -> str:
     return f"${v:.4f}" if v < 1 else f"${v:.2f}"
 
 
-def clip(text: Any, cap: int = TEXT_CAP) -> str:
-    """At most `cap` characters, with a note of how many were left out."""
+def clip(text: Any, cap: int = TEXT_CAP, where: str = "the SQL console") -> str:
+    """At most `cap` characters, with a note of how many were left out and `where` the whole value is."""
     s = "" if text is None else str(text)  # plain str, never Markup: autoescape applies to the result
     if len(s) <= cap:
         return s
-    return s[:cap] + f"\n... [{len(s) - cap} more characters: the SQL console shows the whole value]"
+    return s[:cap] + f"\n... [{len(s) - cap} more characters: {where} has the whole value]"
 
 
 def cell(value: Any, cap: int = 2000) -> str:
     """One SQL result value as text: strings as they are, anything else as JSON."""
     if value is None:
         return ""
-    if isinstance(value, str):
-        return clip(value, cap)
-    if isinstance(value, dt.datetime):
-        return when(value)
-    if isinstance(value, (dict, list, tuple)):
-        return clip(json.dumps(value, ensure_ascii=False, default=str), cap)
-    return clip(str(value), cap)
+    text = when(value) if isinstance(value, dt.datetime) else value if isinstance(value, str) else \
+        json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
+    return clip(text, cap, "the CSV or Parquet download")
 
 
 def pretty(text: Any, cap: int = TEXT_CAP) -> str:

@@ -22,6 +22,7 @@ from ._source import Reader
 
 PAGE = 50
 MAX_SPANS = 2000  # spans drawn on one trace page (the rest are in SQL)
+PAGE_TEXT = 4_000_000  # characters of span text (inputs, outputs, attributes, messages) one trace page shows
 COST_SCAN = 2000  # traces a cost filter prices, newest first (each needs the llm_calls view)
 ROOT_COLUMNS = ("trace_id, span_id AS root_span_id, name, kind, service_name, project, experiment_id, start_time, "
                 "duration_ms, status, input")
@@ -269,11 +270,18 @@ def load_trace(reader: Reader, trace_id: str) -> dict[str, Any] | None:
     t0 = min(s["start_time"] for s in spans)
     t1 = max(s["end_time"] for s in spans)
     total = max((t1 - t0).total_seconds() * 1000, 1e-3)
+    budget = PAGE_TEXT
     for s in ordered:
         s["offset_pct"] = 100 * (s["start_time"] - t0).total_seconds() * 1000 / total
         s["width_pct"] = max(100 * (s["duration_ms"] or 0.0) / total, 0.3)
         s["exceptions"] = [e for e in (s.get("events") or []) if e.get("name") == "exception"]
         s["llm"] = calls.get(s["span_id"])
+        size = sum(len(str(s.get(k) or "")) for k in ("input", "output", "attributes"))
+        size += sum(len(str(s["llm"].get(k) or "")) for k in ("input_messages", "output_messages")) if s["llm"] else 0
+        budget -= size
+        s["omitted"] = budget < 0 and size > 1000  # past the page's budget: the span's text stays in SQL
+        if s["omitted"]:
+            s["input"] = s["output"] = s["attributes"] = s["llm"] = None
     cost = sum((c.get("cost_usd") or 0.0) for c in calls.values())
     tokens = sum((c.get("total_tokens") or 0) for c in calls.values())
     summary = {"trace_id": tid, "start_time": t0, "duration_ms": total, "span_count": len(spans), "cut": cut,
