@@ -173,7 +173,8 @@ def routes(app: FastAPI, reader: Callable[[], Reader]) -> None:
                 context["error"], status = str(exc), 400
             else:
                 table = result.table
-                rows, left = [], SHOW_TEXT
+                rows: list[list[Any]] = []
+                left = SHOW_TEXT
                 for r in table.to_pylist():
                     left -= sum(len(cell(v, CELL)) for v in r.values())
                     if left < 0 and rows:
