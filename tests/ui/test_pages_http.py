@@ -298,3 +298,19 @@ def test_a_fifo_planted_as_a_run_lock_cannot_hang_the_pages(ui_store: UIStore, t
         for path in ("/ui/runs", f"/ui/runs/{ui_store.ids['run_id']}"):
             r = httpx.get(ui.url + path, timeout=20)
             assert r.status_code == 200 and "running" not in r.text.split("<h2>")[0].split("</h1>")[-1]
+
+
+def test_a_session_cannot_reach_the_api_through_page_paths(collector_ui: str) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    with httpx.Client(base_url=collector_ui, follow_redirects=False) as c:
+        cookie = c.get("/ui/traces", params={"token": TOKEN}).headers["set-cookie"].split(";")[0]
+    netloc = urlsplit(collector_ui).netloc
+    for raw in ("/ui/../api/traces", "/ui/..%2Fapi/traces", "/ui/%2e%2e/api/traces", "/ui//api/traces", "/ui/static/../../api/traces"):
+        conn = http.client.HTTPConnection(netloc, timeout=20)  # sent as written: no client-side normalising of the path
+        conn.request("GET", raw, headers={"Cookie": cookie})
+        r = conn.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        conn.close()
+        assert r.status in (400, 404) and '"traces"' not in body, (raw, r.status, body[:200])
