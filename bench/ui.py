@@ -19,6 +19,7 @@ spans, where the view over the whole store prices and parses every LLM span.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import random
 import statistics
@@ -30,6 +31,11 @@ from typing import Any
 import httpx
 
 GOAL_MS = 150.0
+T0 = dt.datetime(2023, 11, 14, 22, 13, 20)  # 1_700_000_000 s: the first trace's start; one trace every 2 s
+
+
+def _iso(n: int) -> str:
+    return (T0 + dt.timedelta(seconds=2 * n)).isoformat(sep=" ")
 
 
 def build_store(home: Path, spans: int, per_trace: int = 10, per_file: int = 50_000, seed: int = 0) -> list[str]:
@@ -107,7 +113,7 @@ def main() -> None:
     from tracekit.collector import CollectorConfig
     from tracekit.collector._server import CollectorThread
     from tracekit.ui import install
-    from tracekit.ui._traces import scoped_llm_calls
+    from tracekit.ui._traces import _cursor, scoped_llm_calls
 
     home = args.home or Path(tempfile.mkdtemp(prefix="tracekit-bench-ui-")) / "home"
     if (home / "spans").exists():
@@ -124,6 +130,10 @@ def main() -> None:
          {"json": {"sql": "SELECT * FROM traces ORDER BY start_time DESC, trace_id DESC LIMIT 50"}}),
         ("  same via /api/sql: the newest 51 root spans, unbounded", "POST", "/api/sql", {"json": {"sql": newest}}),
         ("  same via GET /api/traces (the traces view)", "GET", "/api/traces?limit=50", {}),
+        ("trace list, a page half way down the store (cursor)", "GET", "DEEP", {}),
+        ("  same via /api/sql: the traces view, 50 before that time", "POST", "/api/sql",
+         {"json": {"sql": f"SELECT * FROM traces WHERE start_time < TIMESTAMP '{_iso(len(ids) // 2)}' "
+                          "ORDER BY start_time DESC, trace_id DESC LIMIT 50"}}),
         ("trace list, errors only", "GET", "/ui/traces?status=error", {}),
         ("  same via /api/sql: the traces view", "POST", "/api/sql",
          {"json": {"sql": "SELECT * FROM traces WHERE status = 'error' ORDER BY start_time DESC LIMIT 50"}}),
@@ -147,6 +157,7 @@ def main() -> None:
         assert costs is not None, "the list page has no cost fragment"
         for label, method, url, kw in questions:
             url = html.unescape(costs.group(1)) if url == "COSTS" else url
+            url = "/ui/traces?cursor=" + _cursor(T0 + dt.timedelta(seconds=2 * (len(ids) // 2)), ids[len(ids) // 2]) if url == "DEEP" else url
             times, status = timed(client, method, url, args.repeat if not label.endswith("WHERE trace_id") else 2, **kw)
             med = statistics.median(times)
             p95 = sorted(times)[max(0, int(round(0.95 * len(times))) - 1)]

@@ -142,16 +142,17 @@ def list_traces(reader: Reader, f: Filters, page_size: int = PAGE) -> dict[str, 
     other services), so a span that started earlier than that is not counted here (the trace page
     shows every span)."""
     where, params = where_clause(f)
+    at = None
     if f.cursor:
         at, last = _uncursor(f.cursor)
-        where.append("(start_time < ? OR (start_time = ? AND trace_id < ?))")
-        params += [at, at, last]
+        where.append("start_time <= ? AND (start_time < ? OR (start_time = ? AND trace_id < ?))")  # the first term prunes
+        params += [at, at, at, last]
     min_cost = _float(f.min_cost, "min cost") if f.min_cost else None
     scanned = None
     if min_cost is None:
-        keys = newest(reader, where, params, page_size + 1)
+        keys = newest(reader, where, params, page_size + 1, at)
     else:  # price the newest COST_SCAN matching traces, keep those over the bar
-        candidates = newest(reader, where, params, COST_SCAN)
+        candidates = newest(reader, where, params, COST_SCAN, at)
         scanned = len(candidates)
         costs = _costs(reader, [r["trace_id"] for r in candidates], min((r["start_time"] for r in candidates), default=None))
         keys = [r for r in candidates if (costs.get(r["trace_id"], {}).get("cost_usd") or 0.0) >= min_cost][: page_size + 1]
@@ -185,20 +186,23 @@ def list_traces(reader: Reader, f: Filters, page_size: int = PAGE) -> dict[str, 
     return {"traces": roots, "next_cursor": next_cursor, "cost_scanned": scanned, "oldest": lo}
 
 
-def newest(reader: Reader, where: list[str], params: list[Any], limit: int) -> list[dict[str, Any]]:
-    """The newest `limit` root spans matching `where`: (trace_id, span_id, start_time), newest first.
+def newest(reader: Reader, where: list[str], params: list[Any], limit: int, before: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The newest `limit` root spans matching `where` (starting at or before `before`, the page
+    cursor's time): (trace_id, span_id, start_time), newest first.
 
-    Asked over a window of the latest start times that grows 16 times each try (a minute, 16
-    minutes, ~4 hours, ...) until it holds `limit` rows or covers the store: a window's bound lets
-    the Parquet reader skip every row group older than it, where an unbounded top-N reads them all.
+    Asked over a window of start times ending at the newest one (or `before`) that grows 16 times
+    each try (a minute, 16 minutes, ~4 hours, ...) until it holds `limit` rows or covers the store:
+    a window's bounds let the Parquet reader skip every row group outside it, where an unbounded
+    top-N reads them all, so a page deep in the store costs what the first one does.
     """
     span = reader.one("SELECT min(start_time) AS lo, max(start_time) AS hi FROM spans")
     if span is None or span["hi"] is None:
         return []
+    top = min(span["hi"], before) if before is not None else span["hi"]
     sql = f"SELECT trace_id, span_id, start_time FROM spans WHERE {' AND '.join(where)} AND start_time >= ? ORDER BY start_time DESC, trace_id DESC LIMIT ?"
     window = dt.timedelta(minutes=1)
     while True:
-        since = span["hi"] - window
+        since = top - window
         bound = [since - SKEW if p is WINDOW else p for p in params]
         rows = reader.rows(sql, bound + [since, limit])
         if len(rows) >= limit or since <= span["lo"]:
