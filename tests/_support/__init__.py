@@ -8,6 +8,8 @@
 - `spool`: forged spool rows and hostile Parquet files, an ingest measured in its own process.
 - `optimizer`: small real targets, a scripted proposer, git checks of a run's branch.
 - `examples`: modules of the examples/ folders, imported by file path.
+- `docblocks`, `docrun`, `docs_page`: the fenced blocks of README.md and docs/, a page's folder and
+  environment, and the runner that executes a page as written (tests/docs/).
 
 Fixtures live in the conftest.py of the folder that uses them (tests/conftest.py when several do).
 """

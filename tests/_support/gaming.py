@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from tracekit.optimizer import Proposal, ProposalContext
 
 from . import EXAMPLES
+from .optimizer import git_init
 
 FIT = EXAMPLES / "fit"
 EDITS: dict[str, dict[str, str]] = {e["rationale"]: e for e in json.loads((FIT / "night" / "edits.json").read_text())}
@@ -30,10 +30,7 @@ def make_gaming_target(root: Path, *, git_repo: bool = True) -> Path:
     """A copy of examples/fit; a git repository of its own by default (promote writes a branch there)."""
     shutil.copytree(FIT, root, ignore=shutil.ignore_patterns(".tracekit", "__pycache__"))
     if git_repo:
-        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-               "PATH": "/usr/bin:/bin"}
-        for cmd in (["git", "init", "-q", "-b", "work"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "init"]):
-            subprocess.run(cmd, cwd=root, check=True, env=env, capture_output=True)
+        git_init(root)
     return root
 
 

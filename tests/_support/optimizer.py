@@ -72,11 +72,16 @@ def make_target(root: Path, *, script: str = BOWL, budget: float = 20, baseline_
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     if git_repo:
-        env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-               "PATH": "/usr/bin:/bin"}
-        for cmd in (["git", "init", "-q", "-b", "work"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "init"]):
-            subprocess.run(cmd, cwd=root, check=True, env=env, capture_output=True)
+        git_init(root)
     return root
+
+
+def git_init(root: Path) -> None:
+    """Make `root` a git repository of its own with everything in it committed on branch `work`."""
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "PATH": "/usr/bin:/bin"}
+    for cmd in (["git", "init", "-q", "-b", "work"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "init"]):
+        subprocess.run(cmd, cwd=root, check=True, env=env, capture_output=True)
 
 
 def replace_line(old: str, new: str, rationale: str = "") -> Callable[[ProposalContext], Proposal]:

@@ -64,17 +64,27 @@ def confirm_cmd(
     """
     from ..optimizer._confirm import RULE, confirm, summary
 
-    target, h, run_id = _setup(target_dir, tag, home)
-    if fmt != "json":
-        say(f"confirm run {run_id}: {runs} reruns each of the baseline and the candidate, fresh seeds, interleaved")
-    result = confirm(target, h, run_id, runs=runs, experiment=experiment, backend=backend,
-                     on_event=None if fmt == "json" else _progress)
-    if fmt == "json":
-        emit(json_text(result, default=str))
+    result = _rerun(confirm, target_dir, tag, home, runs, experiment, backend, fmt,
+                    "confirm run {run}: {runs} reruns each of the baseline and the candidate, fresh seeds, interleaved")
+    if result is None:
         return
     say(summary(result))
     say(f"rule: {RULE} ({result['min_delta']:g})\nwrote {result['path']}; annotation '{result['label']}' on "
         f"{result['candidate']}; trace {result['trace_id']}")
+
+
+def _rerun(action: Any, target_dir: Path | None, tag: str | None, home: Path | None, runs: int, experiment: str | None,
+           backend: str, fmt: str, title: str) -> dict[str, Any] | None:
+    """Run confirm or holdout with progress lines; the result, or None once printed as JSON."""
+    target, h, run_id = _setup(target_dir, tag, home)
+    if fmt != "json":
+        say(title.format(run=run_id, runs=runs))
+    result: dict[str, Any] = action(target, h, run_id, runs=runs, experiment=experiment, backend=backend,
+                                    on_event=None if fmt == "json" else _progress)
+    if fmt == "json":
+        emit(json_text(result, default=str))
+        return None
+    return result
 
 
 def holdout_cmd(
@@ -92,13 +102,9 @@ def holdout_cmd(
     """
     from ..optimizer._holdout import RULE, holdout, report
 
-    target, h, run_id = _setup(target_dir, tag, home)
-    if fmt != "json":
-        say(f"holdout of run {run_id}: the sealed split, {runs} run(s) each of the baseline and the candidate")
-    result = holdout(target, h, run_id, runs=runs, experiment=experiment, backend=backend,
-                     on_event=None if fmt == "json" else _progress)
-    if fmt == "json":
-        emit(json_text(result, default=str))
+    result = _rerun(holdout, target_dir, tag, home, runs, experiment, backend, fmt,
+                    "holdout of run {run}: the sealed split, {runs} run(s) each of the baseline and the candidate")
+    if result is None:
         return
     say(report(result))
     say(f"rule: {RULE}\nwrote {result['path']}; annotation '{'overfitting' if result['alarm'] else 'holdout-held'}' on "
