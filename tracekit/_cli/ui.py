@@ -1,7 +1,8 @@
-"""`tracekit ui`: the web UI over a local store, without a collector (no ingest, nothing written).
+"""`tracekit ui`: the web UI over a local store, without a collector (no ingest; read-only unless --allow-writes).
 
     tracekit ui                              # http://127.0.0.1:4319/ui/ over ./.tracekit
     tracekit ui --home runs/.tracekit --port 8080
+    tracekit ui --allow-writes               # plus the review and annotation forms (see docs/ui.md)
     TRACEKIT_TOKEN=... tracekit ui --host 0.0.0.0  # then open /ui/?token=... once
 
 `tracekit serve` serves the same pages at /ui/ next to the collector's API.
@@ -27,6 +28,8 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help=f"Port (default {DEFAULT_PORT}; 0 picks a free one).")] = DEFAULT_PORT,
         tokens_file: Annotated[Path | None, typer.Option("--tokens-file", envvar="TRACEKIT_TOKENS_FILE", help="Lines of '<ingest|read|all> <token>'.", show_default=False)] = None,
         log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical | error | warning | info | debug.")] = "warning",
+        allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Let the pages' forms annotate and review (with tokens on: "
+                                                   "only sessions of a token that may ingest).")] = False,
     ) -> None:
         """Browse traces, optimizer runs and evals in a web browser (read-only pages over the store).
 
@@ -37,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from ..ui._server import serve
 
         base = CollectorConfig.from_env(tokens_file=tokens_file, home=home, host=host, port=port)  # the same env and checks as serve
-        config = UIConfig(home=base.home, host=base.host, port=base.port, sql=base.sql, tokens=base.tokens)
+        config = UIConfig(home=base.home, host=base.host, port=base.port, sql=base.sql, tokens=base.tokens, allow_writes=allow_writes)
         if not config.home.is_dir():
             from .._errors import ConfigError
 

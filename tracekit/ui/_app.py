@@ -61,6 +61,7 @@ class UIConfig:
     port: int = 4319
     sql: SqlLimits = field(default_factory=SqlLimits)
     tokens: Tokens = field(default_factory=Tokens)
+    allow_writes: bool = False  # the annotation and review forms (see `_writes`); off: nothing is written
 
     @property
     def loopback(self) -> bool:
@@ -68,8 +69,8 @@ class UIConfig:
 
 
 def create_app(config: UIConfig) -> Starlette:
-    """The pages alone over a local store: no WAL, no /v1/traces, nothing written to the store."""
-    source = LocalSource(Path(config.home).resolve(), config.sql, config.tokens)
+    """The pages alone over a local store: no WAL, no /v1/traces; nothing written to the store unless `allow_writes`."""
+    source = LocalSource(Path(config.home).resolve(), config.sql, config.tokens, config.allow_writes)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

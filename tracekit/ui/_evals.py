@@ -1,4 +1,5 @@
-"""The eval pages: runs, one run's cases (scores, explanations, traces), and two runs compared.
+"""The eval pages: runs, one run's cases (scores, explanations, traces), one case with its annotations,
+and two runs compared.
 
 The comparison is `tracekit.evals`' own (`compare_rows`: cases paired by id, regressions, fixes,
 the paired delta with its standard error) over rows read through the pages' SQL workers.
@@ -15,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from ..evals._compare import compare_rows
 from ..store._tables import EvalResultRow
+from ._notes import notes_for
 from ._render import page, parse
 from ._source import Reader
 from ._traces import BadInput
@@ -87,6 +89,19 @@ def routes(app: FastAPI, reader: Callable[[], Reader]) -> None:
         comp = compare_rows(a, b, rows_a, rows_b)
         z = {m: _finite(comp.z(m)) for m in comp.delta}
         return page(request, "compare.html", c=comp, z=z)
+
+    @app.get("/evals/{run_id}/case")
+    def case(request: Request, run_id: str, id: str = "", epoch: str = "1") -> HTMLResponse:
+        if not id or not epoch.isdigit() or len(epoch) > 6:
+            raise BadInput("a case is /ui/evals/RUN/case?id=CASE_ID&epoch=N (N a whole number; open it from the run's page)")
+        r = reader()
+        row = r.one("SELECT * FROM eval_results WHERE run_id = ? AND case_id = ? AND epoch = ? LIMIT 1", [run_id[:200], id[:500], int(epoch)])
+        if row is None:
+            return page(request, "error.html", 404, title="No such case", message=f"no case {id[:200]} (epoch {epoch}) in eval run {run_id[:200]}",
+                        hint="Open the case from its run's page.")
+        here = f"{request.url.path}?{request.url.query}"
+        return page(request, "eval_case.html", run_id=run_id, x={**row, "scorers": scores_of(cast(EvalResultRow, row))},
+                    notes=notes_for(r, "eval_case", f"{row['run_id']}/{row['case_id']}/{row['epoch']}", here))
 
     @app.get("/evals/{run_id}")
     def run(request: Request, run_id: str, failed: str = "") -> HTMLResponse:

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from ..optimizer._explain import reason_of, short_reason
 from ..optimizer._session import RUN_ID, loop_pid
 from ..store._tables import EXPERIMENTS, ExperimentRow
+from ._notes import notes_for
 from ._render import page
 from ._source import Reader
 from ._traces import BadInput
@@ -204,7 +205,8 @@ def routes(app: FastAPI, reader: Callable[[], Reader]) -> None:
         prev = next((a["experiment_id"] for a in around if a["seq"] == row["seq"] - 1), None)
         nxt = next((a["experiment_id"] for a in around if a["seq"] == row["seq"] + 1), None)
         return page(request, "experiment.html", e=row, reason=reason_of(cast(ExperimentRow, row)), diff=diff_lines(row.get("diff")),
-                    curves=metric_curves(r, row["experiment_id"]), prev=prev, next=nxt)
+                    curves=metric_curves(r, row["experiment_id"]), prev=prev, next=nxt,
+                    notes=notes_for(r, "experiment", row["experiment_id"], request.url.path))
 
 
 def _home(request: Request) -> Path | None:
@@ -223,4 +225,5 @@ def _run_context(request: Request, run_id: str, rows: list[ExperimentRow]) -> di
             "live": running(home, run_id) if home else False, "poll_s": POLL_S,
             "baseline": sum(base) / len(base) if base else None,
             "experiments": sum(1 for r in rows if r.get("proposer") != "baseline"),
+            "alarmed": sum(1 for r in rows if r["status"] == "keep" and r.get("alarms")),
             "cost": sum(r.get("cost_usd") or 0.0 for r in rows)}

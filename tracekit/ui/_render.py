@@ -123,8 +123,9 @@ def render(name: str, **context: Any) -> str:
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     """A whole page (or, for an htmx request of a fragment template, the fragment)."""
     session = bool(getattr(request.state, "session", False))
-    return HTMLResponse(render(name, path=request.url.path, session=session, **context), status_code=status)
+    writes = getattr(request.state, "writes", None) or {"csrf": "", "why": "these pages are read-only"}  # set by PageGuard
+    return HTMLResponse(render(name, path=request.url.path, session=session, writes=writes, **context), status_code=status)
 
 
 def login_page(target: str, message: str, status: int) -> bytes:
-    return render("login.html", path="/ui/login", session=False, target=target, message=message, status=status).encode()
+    return render("login.html", path="/ui/login", session=False, writes={"csrf": "", "why": ""}, target=target, message=message, status=status).encode()

@@ -1,4 +1,7 @@
-"""The pages' routes: one FastAPI sub-app, GET only, each page one `Reader` (one fold, then SQL).
+"""The pages' routes: one FastAPI sub-app, each page one `Reader` (one fold, then SQL).
+
+GET only, but for the two write forms (`_notes`: annotations, `_review`: review decisions), which
+PageGuard lets through only after its checks (`_writes`).
 
 Errors are pages too: bad input is a 400 that says what to send, SQL that cannot run now a 503
 (with Retry-After), a missing trace or run a 404; none loses or changes anything stored.
@@ -15,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from .._errors import QueryError, TracekitError
 from ..collector._sql import SqlBusy, SqlRefused, SqlTimeout, SqlWorkerFailed
-from . import _console, _evals, _optimizer, _traces
+from . import _console, _evals, _notes, _optimizer, _review, _traces
 from ._conversation import conversation
 from ._render import page
 from ._source import Reader, Source, Unavailable
@@ -71,15 +74,20 @@ def pages(source: Source) -> FastAPI:
 
     @app.get("/traces/{trace_id}")
     def trace(request: Request, trace_id: str) -> HTMLResponse:
-        found = _traces.load_trace(reader(), trace_id)
+        r = reader()
+        found = _traces.load_trace(r, trace_id)
         if found is None:
             return page(request, "error.html", 404, title="No such trace", message=f"no spans with trace id {trace_id.lower()} in this store",
                         hint="Spans from a running program appear once they are flushed.")
         for s in found["spans"]:
             s["conversation"] = conversation(s["llm"]) if s["llm"] else None
-        return page(request, "trace.html", **found)
+        notes = _notes.notes_for(r, "trace", found["summary"]["trace_id"], request.url.path)
+        notes["spans"] = [(s["span_id"], s["name"]) for s in found["spans"][: _notes.MAX_LISTED]]  # the form's span menu
+        return page(request, "trace.html", notes=notes, **found)
 
     _optimizer.routes(app, reader)
     _evals.routes(app, reader)
     _console.routes(app, reader)
+    _notes.routes(app, reader)
+    _review.routes(app, reader)
     return app

@@ -34,7 +34,8 @@ def _server(config: UIConfig, log_level: str) -> "uvicorn.Server":
 
 
 def banner(url: str, config: UIConfig) -> list[str]:
-    lines = [f"tracekit ui on {url}/ui/ (store {config.home.resolve()}; read-only, no ingest)"]
+    writes = "the review and annotation forms write to it" if config.allow_writes else "read-only"
+    lines = [f"tracekit ui on {url}/ui/ (store {config.home.resolve()}; {writes}, no ingest)"]
     if config.tokens.enabled:
         lines.append(f"  tokens are on: open {url}/ui/?token=<a read token> once (it becomes a session cookie), or sign in on the page")
     elif not config.loopback:

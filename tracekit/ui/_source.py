@@ -40,6 +40,12 @@ class Source(Protocol):
     @property
     def tokens(self) -> Tokens: ...
 
+    @property
+    def allow_writes(self) -> bool: ...
+
+    @property
+    def read_only_reason(self) -> str: ...
+
     def service(self) -> SqlService: ...
 
     def sync(self) -> None: ...
@@ -59,6 +65,16 @@ class CollectorSource:
     def tokens(self) -> Tokens:
         return self.state.config.tokens
 
+    @property
+    def allow_writes(self) -> bool:
+        """Only with tokens: without them the pages could not tell a writer from anyone who reaches the port."""
+        return self.tokens.enabled
+
+    @property
+    def read_only_reason(self) -> str:
+        return ("this collector has no tokens, so its pages only read: start it with TRACEKIT_TOKEN set (and sign in with that "
+                "token) to annotate and review here, or use `tracekit ui --allow-writes`, `tracekit annotate`, `tracekit optimize review`")
+
     def service(self) -> SqlService:
         service = self.state.sql_service()
         if service is None:
@@ -76,12 +92,22 @@ class LocalSource:
     home: Path
     limits: SqlLimits = field(default_factory=SqlLimits)
     token_set: Tokens = field(default_factory=Tokens)
+    writes: bool = False  # `tracekit ui --allow-writes`: the annotation and review forms store what they are sent
     _service: SqlService | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def tokens(self) -> Tokens:
         return self.token_set
+
+    @property
+    def allow_writes(self) -> bool:
+        return self.writes
+
+    @property
+    def read_only_reason(self) -> str:
+        return ("`tracekit ui` is read-only unless started with --allow-writes: restart it so to annotate and review here "
+                "(or use `tracekit annotate` and `tracekit optimize review`)")
 
     def service(self) -> SqlService:
         with self._lock:
