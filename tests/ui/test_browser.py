@@ -68,6 +68,8 @@ def test_every_page_loads_without_console_errors(watched: Watched, ui_server: st
         "compare": f"/ui/evals/compare?a={ids['eval_a']}&b={ids['eval_b']}",
         "sql": "/ui/sql?sql=SELECT+name%2C+kind%2C+count(*)+AS+n+FROM+spans+GROUP+BY+ALL+ORDER+BY+n+DESC",
         "hostile": f"/ui/traces/{ids['hostile_trace']}",
+        "eval-case": f"/ui/evals/{ids['eval_b']}/case?id={ids['regressed']}&epoch=1",
+        "review-readonly": f"/ui/runs/{ids['run_id']}/review",
     }
     for name, path in pages.items():
         response = watched.open(ui_server + path)
@@ -154,7 +156,8 @@ def test_html_payloads_render_as_text_and_run_nothing(watched: Watched, ui_serve
     ids = ui_store.ids
     for path in (f"/ui/traces/{ids['hostile_trace']}", "/ui/traces?q=hostile", f"/ui/runs/{ids['run_id']}",
                  f"/ui/experiments/{ids['run_id']}-0001", f"/ui/evals/{ids['eval_b']}",
-                 f"/ui/evals/compare?a={ids['eval_a']}&b={ids['eval_b']}"):
+                 f"/ui/evals/compare?a={ids['eval_a']}&b={ids['eval_b']}", f"/ui/runs/{ids['run_id']}/review",
+                 f"/ui/evals/{ids['eval_b']}/case?id={ids['regressed']}&epoch=1"):
         watched.open(ui_server + path)
         assert page.evaluate("window.__pwned") is None, path
         assert page.locator("img, .pwned, script:not([src]):not([type='application/json'])").count() == 0, path  # no element from the data
@@ -207,4 +210,81 @@ def test_sign_in_with_a_token_link_then_browse(watched: Watched, collector_ui: s
     page.locator(".swagger-ui .info").wait_for(timeout=20_000)  # Swagger UI rendered from the vendored files
     time.sleep(0.2)
     _shot(page, screenshots, "docs")
+    assert watched.problems == []
+
+
+# -- the pages' writes (`tracekit ui --allow-writes`): the review of a run's keeps, annotations --------------------
+
+
+def test_review_in_the_browser_rejects_a_gaming_keep_and_the_branch_and_ledger_change(watched: Watched, tmp_path: Path,
+                                                                                   screenshots: Path) -> None:
+    """As tests/optimizer/test_morning_after.py does with `tracekit optimize review`, from the pages."""
+    from tracekit.optimizer._review import load_chain
+    from tracekit.ui import UIConfig
+    from tracekit.ui._server import UIThread
+
+    from tests._support.gaming import GAMING_FAKE_METRIC, HONEST_LR, make_gaming_target
+    from tests._support.optimizer import ScriptedProposer, git, optimize
+
+    root = make_gaming_target(tmp_path / "fit")
+    rows = {r["description"]: r for r in optimize(root, proposer=ScriptedProposer([HONEST_LR, GAMING_FAKE_METRIC]), iterations=2).rows}
+    honest, gaming = rows["a higher learning rate converges further"], rows["report a better loss"]
+    assert git(root, "rev-parse", "tracekit/main") == gaming["candidate_commit"]  # the loop kept the fake metric
+    page = watched.page
+    with UIThread(UIConfig(home=root / ".tracekit", port=0, allow_writes=True)) as ui:
+        watched.open(ui.url + "/ui/runs/main")
+        assert "1 with alarms" in page.locator("#run-body").inner_text()
+        page.click("#review-link")
+        page.wait_for_load_state("networkidle")
+        keep = page.locator(f"#keep-{gaming['experiment_id']}")
+        assert "ALARM touches_metric_output" in keep.inner_text() and "report a better loss" in keep.inner_text()
+        assert page.locator(f"#keep-{honest['experiment_id']} .alarm").count() == 0
+        _shot(page, screenshots, "review")
+        form = page.locator(f"#decide-{gaming['experiment_id']}")
+        form.locator("textarea[name=why]").fill("prints a fake metric")
+        form.locator("input[name=author]").fill("ana")
+        form.locator("button[value=reject]").click()
+        page.wait_for_load_state("networkidle")
+        assert page.locator("#chain-rejected").inner_text() == gaming["experiment_id"]
+        assert page.locator("#chain-links").inner_text() == honest["experiment_id"]
+        assert page.locator(f"#reviewed-{gaming['experiment_id']}").inner_text().startswith("Reviewed: reject by ana: prints a fake metric")
+        _shot(page, screenshots, "review-after")
+        watched.open(f"{ui.url}/ui/experiments/{gaming['experiment_id']}")  # the decision is an annotation of the experiment
+        assert "prints a fake metric" in page.locator("#annotation-list").inner_text()
+    assert watched.problems == []
+    assert git(root, "rev-parse", "tracekit/main") == honest["candidate_commit"]  # the branch: the honest change only
+    chain = load_chain(root / ".tracekit", "main")
+    assert chain is not None and chain.rejected == [gaming["experiment_id"]]
+
+
+def test_annotate_a_trace_in_the_browser_and_find_the_row_with_sql(watched: Watched, ui_store: UIStore, tmp_path: Path,
+                                                                   screenshots: Path) -> None:
+    import shutil
+
+    from tracekit.ui import UIConfig
+    from tracekit.ui._server import UIThread
+
+    home = tmp_path / "home"
+    shutil.copytree(ui_store.home, home)
+    trace = ui_store.ids["agent_trace"]
+    page = watched.page
+    with UIThread(UIConfig(home=home, port=0, allow_writes=True)) as ui:
+        watched.open(f"{ui.url}/ui/traces/{trace}")
+        form = page.locator("#annotate-form")
+        form.locator("input[name=label]").fill("wrong-tool")
+        form.locator("input[name=score]").fill("0")
+        form.locator("textarea[name=note]").fill("used the calculator for 6 * 7 <b>twice</b>")
+        form.locator("input[name=author]").fill("ana")
+        form.locator("button[type=submit]").click()
+        page.wait_for_load_state("networkidle")
+        assert page.url.endswith(f"/ui/traces/{trace}#annotations")
+        listed = page.locator("#annotation-list").inner_text()
+        assert "wrong-tool" in listed and "<b>twice</b>" in listed  # the note as text
+        _shot(page, screenshots, "annotations")
+        watched.open(f"{ui.url}/ui/sql")
+        page.fill("textarea[name=sql]", "SELECT target_kind, target_id, label, score, author, source FROM annotations")
+        page.click("#sql-form button")
+        page.wait_for_load_state("networkidle")
+        cells = page.locator("#sql-result tbody tr").first.locator("td").all_inner_texts()
+        assert cells == ["trace", trace, "wrong-tool", "0.0", "ana", "ui"], cells
     assert watched.problems == []
