@@ -256,3 +256,19 @@ def test_writes_need_an_opt_in_and_without_tokens_a_loopback_host(run: Run, tmp_
     assert not (run.home / "annotations").exists()
     assert subprocess.run(["git", "-C", str(run.root), "rev-parse", "tracekit/main"], capture_output=True, text=True
                           ).stdout.strip() == run.gaming["candidate_commit"]
+
+
+def test_tracekit_serve_with_tokens_takes_annotations_from_a_session_of_its_token(collector_ui: str, ui_store: UIStore) -> None:
+    from tests.ui.conftest import TOKEN
+
+    trace = ui_store.ids["agent_trace"]
+    with httpx.Client(base_url=collector_ui) as c:
+        c.get(f"/ui/traces/{trace}", params={"token": TOKEN})  # TRACEKIT_TOKEN: read and ingest
+        csrf = csrf_of(c, f"/ui/traces/{trace}")
+        r = c.post("/ui/annotations", headers=SAME, data={"csrf": csrf, "kind": "trace", "target_id": trace, "label": "via-serve",
+                                                          "author": "ana", "next": f"/ui/traces/{trace}"})
+        assert r.status_code == 303
+        assert "via-serve" in c.get(f"/ui/traces/{trace}").text
+        found = c.post("/api/sql", headers={"Authorization": f"Bearer {TOKEN}"},
+                       json={"sql": "SELECT label, source FROM annotations WHERE label = 'via-serve'"})
+        assert found.status_code == 200 and "via-serve" in found.text and '"ui"' in found.text, found.text
