@@ -86,7 +86,8 @@ def test_chart_json_block_cannot_end_its_script_element(ui_server: str, ui_store
 def test_chart_series_follow_the_progress_plot() -> None:
     rows = [
         {"seq": 0, "experiment_id": "r-0", "status": "baseline", "metric": 2.0, "direction": "min"},
-        {"seq": 1, "experiment_id": "r-1", "status": "keep", "metric": 1.5, "improvement": 0.5, "threshold": 0.1},
+        {"seq": 1, "experiment_id": "r-1", "status": "keep", "metric": 1.5, "improvement": 0.5, "threshold": 0.1,
+         "alarms": ["touches_metric_output: the diff changes lines that report the metric"]},
         {"seq": 2, "experiment_id": "r-2", "status": "discard", "metric": 1.45, "improvement": 0.05, "threshold": 0.1},
         {"seq": 3, "experiment_id": "r-3", "status": "discard", "metric": 1.9, "improvement": -0.4, "threshold": 0.1},
         {"seq": 4, "experiment_id": "r-4", "status": "crash", "metric": None},
@@ -102,6 +103,7 @@ def test_chart_series_follow_the_progress_plot() -> None:
     assert s["incumbent"] == [2.0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5]
     # the band of a decision is [incumbent - threshold, incumbent]: the near miss at 1.45 sits inside it
     assert s["band_lo"][2] == pytest.approx(1.4) and s["band_hi"][2] == 1.5 and s["band_lo"][1] == pytest.approx(1.9)
+    assert s["alarm"] == [None, 1.5, None, None, None, None, None] and "r-1 keep ALARM" in c["labels"][1]  # the alarmed keep, ringed
 
 
 def test_trace_list_pages_with_a_cursor_and_filters(ui_store: UIStore) -> None:

@@ -1,8 +1,8 @@
 """The optimizer's pages: runs, a run's chart and table (live while its loop runs), one experiment.
 
 The chart has the semantics of `optimizer._report`'s progress plot, computed here as data for
-uPlot (`chart`): baselines, keeps, worse discards and near misses (better, but not past the keep
-threshold) at their metric; crashes, timeouts and invalid proposals (no metric) as markers at the
+uPlot (`chart`): baselines, keeps (a red ring on a keep with alarms), worse discards and near
+misses (better, but not past the keep threshold) at their metric; crashes, timeouts and invalid proposals (no metric) as markers at the
 worse edge, so every experiment is one point; the incumbent as a step line by proposal order; and
 the keep-threshold band beyond it, per decision. Decisions are explained with the row's `reason`
 (`optimizer._explain.reason_of` for rows written before that column).
@@ -88,7 +88,7 @@ def chart(rows: list[ExperimentRow]) -> dict[str, Any]:
     """The progress plot's series for uPlot: x = seq, one y array per kind (null where another kind)."""
     direction = next((d for r in rows if (d := r.get("direction"))), "min")
     xs = [int(r["seq"]) for r in rows]
-    names = ("baseline", "keep", "worse", "near", "failed", "invalid", "incumbent", "band_lo", "band_hi")
+    names = ("baseline", "keep", "worse", "near", "failed", "invalid", "incumbent", "band_lo", "band_hi", "alarm")
     s: dict[str, list[float | None]] = {k: [None] * len(rows) for k in names}
     measured = [m for r in rows if (m := r.get("metric")) is not None and r["status"] in ("baseline", "keep", "discard")]
     lo, hi = (min(measured), max(measured)) if measured else (0.0, 1.0)
@@ -106,6 +106,8 @@ def chart(rows: list[ExperimentRow]) -> dict[str, Any]:
         seq, status, metric = int(r["seq"]), r["status"], r.get("metric")
         if status in ("baseline", "keep") and metric is not None:
             s[status][i] = metric
+            if status == "keep" and r.get("alarms"):
+                s["alarm"][i] = metric  # ringed in red, as the progress plot rings an alarmed keep
         elif status == "discard" and metric is not None:
             s["near" if (r.get("improvement") or 0) > 0 else "worse"][i] = metric
         elif status == "invalid":
@@ -123,8 +125,8 @@ def chart(rows: list[ExperimentRow]) -> dict[str, Any]:
         if band is not None:
             s["band_lo"][i], s["band_hi"][i] = band
     ids = [r["experiment_id"] for r in rows]
-    labels = [f"{r['experiment_id']} {r['status']}: {short_reason(r) or reason_of(r)} | {' '.join(str(r.get('description') or '').split())[:200]}"
-              for r in rows]
+    labels = [f"{r['experiment_id']} {r['status']}{' ALARM' if r['status'] == 'keep' and r.get('alarms') else ''}: "
+              f"{short_reason(r) or reason_of(r)} | {' '.join(str(r.get('description') or '').split())[:200]}" for r in rows]
     points = sum(1 for k in ("baseline", "keep", "worse", "near", "failed", "invalid") for v in s[k] if v is not None)
     return {"x": xs, "series": s, "ids": ids, "labels": labels, "direction": direction, "points": points,
             "metric": next((name for r in rows if (name := r.get("metric_name"))), "metric")}

@@ -37,6 +37,9 @@
                     points: { show: true, size: 9, width: 2, stroke: p[2], fill: p[3] || "#fff" } });
       arrays.push(d.series[p[0]]);
     });
+    series.push({ label: "kept, with alarms", stroke: "#d62728", fill: "rgba(0,0,0,0)", width: 0, paths: function () { return null; },
+                  points: { show: true, size: 15, width: 2, stroke: "#d62728", fill: "rgba(0,0,0,0)" } });  // a ring around the keep
+    arrays.push(d.series.alarm);
     series.push({ label: "incumbent", stroke: "#2ca02c", width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } });
     arrays.push(d.series.incumbent);
     series.push({ label: "keep threshold (low)", stroke: "rgba(44,160,44,0.25)", width: 1, paths: uPlot.paths.stepped({ align: -1 }), points: { show: false } });
