@@ -73,3 +73,29 @@ def test_tracekit_serve_mounts_the_pages_and_says_where(ui_store: UIStore, tmp_p
         assert httpx.get(url + "/docs").status_code == 200
     finally:
         _stop(proc)
+
+
+def test_tracekit_ui_allow_writes_says_so_and_takes_an_annotation(ui_store: UIStore, tmp_path: Path) -> None:
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(ui_store.home, home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_")}
+    proc = subprocess.Popen([sys.executable, "-m", "tracekit", "ui", "--allow-writes", "--home", str(home), "--port", "0"], cwd=ROOT,
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    try:
+        banner = proc.stderr.readline()
+        assert "the review and annotation forms write to it" in banner, banner
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/ui/", banner)
+        assert url is not None
+        trace = ui_store.ids["agent_trace"]
+        with httpx.Client(base_url=url.group(1)) as c:
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', c.get(f"/ui/traces/{trace}").text)
+            assert csrf is not None
+            r = c.post("/ui/annotations", headers={"Sec-Fetch-Site": "same-origin"},
+                       data={"csrf": csrf.group(1), "kind": "trace", "target_id": trace, "label": "from-shell", "author": "ana"})
+            assert r.status_code == 303 and "from-shell" in c.get(f"/ui/traces/{trace}").text
+    finally:
+        _stop(proc)
+    assert any((home / "annotations").glob("*.parquet"))
