@@ -99,7 +99,8 @@ def may_read(tokens: Tokens, token: str) -> bool:
 
 
 def may_ingest(tokens: Tokens, token: str) -> bool:
-    """A token that may also write the store (the pages' forms): TRACEKIT_TOKEN, or an `all` or `ingest` line."""
+    """A token that may also write the store (the pages' forms): TRACEKIT_TOKEN, an `all` line, or an `ingest` line
+    of a token that may also read (a session needs read to open)."""
     scopes = tokens.scopes_for("Bearer " + token) if token else None
     return scopes is not None and INGEST in scopes
 

@@ -11,7 +11,7 @@ A post is stored only when all of these hold (checked in this order, by `PageGua
    does not send that header, an `Origin` naming this host (no Origin, or `null`: refused);
 2. the server allows writes (`Source.allow_writes`: the collector only with tokens configured,
    `tracekit ui` only with `--allow-writes`), and the browser's session may write: opened with a
-   token that may ingest (TRACEKIT_TOKEN, or an `all`/`ingest` line) when tokens are on; a read
+   token that may read and ingest (TRACEKIT_TOKEN, or an `all` line) when tokens are on; a read
    token's session only reads. Without tokens (`tracekit ui --allow-writes` alone) the `Host` must
    be a loopback name, so a page reached through DNS rebinding (another site's name resolving to
    127.0.0.1) cannot write;
