@@ -32,7 +32,8 @@ UI = Path(__file__).resolve().parents[2] / "tracekit" / "ui"
 def pages(ids: dict) -> list[str]:
     return ["/ui/traces", f"/ui/traces/{ids['agent_trace']}", f"/ui/traces/{ids['hostile_trace']}", "/ui/runs",
             f"/ui/runs/{ids['run_id']}", f"/ui/experiments/{ids['run_id']}-0001", "/ui/evals", f"/ui/evals/{ids['eval_b']}",
-            f"/ui/evals/compare?a={ids['eval_a']}&b={ids['eval_b']}", "/ui/sql?sql=SELECT+1+AS+x", "/ui/traces?status=error&q=hostile"]
+            f"/ui/evals/compare?a={ids['eval_a']}&b={ids['eval_b']}", "/ui/sql?sql=SELECT+1+AS+x", "/ui/traces?status=error&q=hostile",
+            f"/ui/runs/{ids['run_id']}/review", f"/ui/evals/{ids['eval_b']}/case?id={ids['regressed']}&epoch=1"]
 
 
 def _csp_is_strict(headers: httpx.Headers) -> None:
@@ -65,6 +66,7 @@ def test_templates_and_code_never_mark_data_as_markup() -> None:
 def test_html_payload_in_span_text_is_escaped_on_every_page(ui_server: str, ui_store: UIStore) -> None:
     ids = ui_store.ids
     for path in (f"/ui/traces/{ids['hostile_trace']}", "/ui/traces?q=hostile", f"/ui/experiments/{ids['run_id']}-0001",
+                 f"/ui/runs/{ids['run_id']}/review", f"/ui/evals/{ids['eval_b']}/case?id={ids['regressed']}&epoch=1",
                  f"/ui/evals/{ids['eval_b']}", f"/ui/evals/compare?a={ids['eval_a']}&b={ids['eval_b']}",
                  "/ui/sql?sql=" + httpx.QueryParams({"x": f"SELECT '{PAYLOAD.replace(chr(39), chr(39) * 2)}' AS p"})["x"]):
         body = httpx.get(ui_server + path, params=None).text
@@ -144,7 +146,10 @@ def test_bad_input_gets_a_clear_400_and_changes_nothing(ui_server: str, ui_store
     for path, says in (("/ui/traces/not-a-trace", "use 32 hex digits"), ("/ui/traces?since=yesterday", "use a date and time"),
                        ("/ui/traces?cursor=garbage", "start again from the first page"), ("/ui/traces?min_ms=fast", "use a number"),
                        ("/ui/runs/.hidden%20run", "use letters, digits"), ("/ui/nowhere", "no page at /ui/nowhere"), ("/ui/sql?sql=SELECT+1&limit=0", "from 1 to"),
-                       ("/ui/evals/compare?a=x", "needs two runs")):
+                       ("/ui/evals/compare?a=x", "needs two runs"), ("/ui/runs/.hidden%20run/review", "use letters, digits"),
+                       ("/ui/runs/no-such-run/review", "no experiments of run no-such-run"),
+                       (f"/ui/evals/{ui_store.ids['eval_b']}/case?id=c1&epoch=first", "a whole number"),
+                       (f"/ui/evals/{ui_store.ids['eval_b']}/case?id=nope&epoch=1", "no case nope")):
         r = httpx.get(ui_server + path)
         assert r.status_code in (400, 404) and says in html.unescape(r.text), (path, r.status_code, r.text[:300])
     for sql in ("COPY spans TO '/tmp/x.csv'", "ATTACH '/tmp/x.db'", "CREATE TABLE t AS SELECT 1", "SELECT * FROM read_text('/etc/passwd')"):
