@@ -5,9 +5,7 @@ clone has), with TRACEKIT_HOME at `./.tracekit` there, HOME and the temp folder 
 starting with the venv's bin, ANTHROPIC_BASE_URL (and examples/agent-harness's model proxy's
 upstream, TRACEKIT_PROXY_UPSTREAM) at the suite's local Messages API server, a git identity, and
 nothing of the developer's TRACEKIT_*, OTEL_* or ANTHROPIC_* settings. That server answers as a model
-would on the bundled examples (`docs_model`): the agent-harness example's task agent and a meta-agent
-that edits its harness (tests/_support/harness_sim.py), an echo of the prompt for anything else. The copy of examples/tinylm
-trains a fixed 30 steps per run (TINYLM_STEPS in its tracekit.toml) instead of 40 s, so a page that
+would on the bundled examples (tests/_support/docs_model.py). The copy of examples/tinylm trains a fixed 30 steps per run (TINYLM_STEPS in its tracekit.toml) instead of 40 s, so a page that
 optimizes it takes seconds per experiment.
 """
 
@@ -21,12 +19,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import EXAMPLES
 from .docblocks import Plan, plan
-from .harness_sim import meta_model, task_model
-from .messages_server import MessagesServer, reply, text
+from .docs_model import docs_model
+from .messages_server import MessagesServer
 
 RUNNER = Path(__file__).resolve().parent / "docs_page.py"
 DROPPED_ENV = ("TRACEKIT_", "OTEL_", "ANTHROPIC_", "TRACEPARENT", "VIRTUAL_ENV", "PYTHON")
@@ -36,21 +33,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def docs_model(body: dict[str, Any]) -> Any:
-    """The pages' model: harness_sim's task agent for the example agent's calls (they carry its
-    tools), its meta-agent for an optimizer prompt about harness.py, an echo otherwise."""
-    tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
-    if "read_file" in tools:
-        return task_model(body)
-    prompt = json.dumps(body.get("messages") or [])
-    if "## Current code" in prompt and "harness.py" in prompt:
-        return meta_model(body)
-    last = next((m for m in reversed(body.get("messages") or []) if m.get("role") == "user"), {})
-    content = last.get("content")
-    said = content if isinstance(content, str) else " ".join(b.get("text", "") for b in content or [] if isinstance(b, dict))
-    return reply(text("echo: " + said))
 
 
 def page_folder(root: Path) -> Path:

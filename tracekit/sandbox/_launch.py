@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         binds: list[str]  # sources, bound at <dir>/<index>
 
     class Config(TypedDict):
-        """The harness's JSON argument (`sandbox/_supervise.py`, `_launcher`)."""
+        """The harness's JSON argument (`sandbox/_warm.py`, `launcher_argv`)."""
 
         argv: list[str]
         uid: NotRequired[int]

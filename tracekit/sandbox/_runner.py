@@ -13,14 +13,13 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sys
 import threading
 import time
 from pathlib import Path
 
 from .._config import get_settings
-from . import _cgroup, _metrics, _rundirs, _spans, _workspace
+from . import _cgroup, _metrics, _rundirs, _spans, _warm, _workspace
 from ._backends import LOCAL_WARNING, Backend, choose, host_uid
 from ._spec import RunResult, RunSpec
 from ._supervise import Outcome, Supervisor
@@ -94,19 +93,26 @@ def run(spec: RunSpec, *, cancel: threading.Event | None = None, run_id: str | N
         run_dir = Path(spec.run_dir).resolve()
     else:  # under the store, the oldest finished ones pruned (_rundirs)
         run_dir = _rundirs.new_run_dir(home, run_id, spec.workspace, spec.copy_exclude)
-    uid = host_uid(run_id) if backend.isolated else None
+    slot = _warm.take(spec, backend)  # a sandbox of this shape started ahead (None: start cold)
+    uid = slot.uid if slot is not None else host_uid(run_id) if backend.isolated else None
     held = _rundirs.hold(run_dir) if run_dir.is_dir() else None  # never pruned while it runs
     try:
-        folders = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude, isolated=backend.isolated, owner=uid)
+        folders = _workspace.prepare(run_dir, spec.workspace, spec.copy_exclude, isolated=backend.isolated, owner=uid,
+                                     warm=slot.dir if slot is not None and backend.isolated else None)
         held = held if held is not None else _rundirs.hold(run_dir)
-        return _run(spec, backend, run_id, experiment_id, settings.project, home, run_dir, uid, folders, cancel)
+        result = _run(spec, backend, run_id, experiment_id, settings.project, home, run_dir, uid, folders, cancel, slot)
+        slot = None  # the run owned it
+        return result
     finally:
+        if slot is not None:  # the run never started in it
+            slot.close()
         if held is not None:
             _rundirs.let_go(held)
 
 
 def _run(spec: RunSpec, backend: Backend, run_id: str, experiment_id: str, project: str, home: Path, run_dir: Path,
-         uid: int | None, folders: _workspace.Folders, cancel: threading.Event | None) -> RunResult:
+         uid: int | None, folders: _workspace.Folders, cancel: threading.Event | None,
+         slot: _warm.Slot | None) -> RunResult:
     inside = backend.inside(run_dir)
     saved = spec.to_dict()  # values of credential-like variables never reach the disk
     saved["env"] = {k: ("<redacted>" if SECRETISH.search(k) else v) for k, v in saved["env"].items()}
@@ -122,9 +128,11 @@ def _run(spec: RunSpec, backend: Backend, run_id: str, experiment_id: str, proje
         env = build_env(spec, tmp=inside.tmp, io_dir=inside.io, run_id=run_id,
                         experiment_id=experiment_id, traceparent=span.traceparent, project=project,
                         backend=backend.name)
-        sup = Supervisor(spec, backend, cgroup_layout(), run_id, argv, env, folders, inside, uid, cancel)
+        sup = Supervisor(spec, backend, cgroup_layout(), run_id, argv, env, folders, inside, uid, cancel, slot)
         out = sup.run()
     except BaseException as exc:
+        if slot is not None:
+            slot.close()
         from opentelemetry.trace import Status, StatusCode
 
         span.span.set_status(Status(StatusCode.ERROR, f"sandbox failed to run: {exc}"))
@@ -158,9 +166,10 @@ def _run(spec: RunSpec, backend: Backend, run_id: str, experiment_id: str, proje
     except Exception as exc:  # the store must not lose the run's result over a bad spool
         result.spans_ingested, problems = 0, [f"spans from the run could not be stored: {exc}"]
     result.notes.extend(f"traces: {p}" for p in problems[:20])
-    if backend.isolated:  # the first contents are the source's; the run's own were copied out
-        shutil.rmtree(folders.seed, ignore_errors=True)
-        shutil.rmtree(folders.tmp, ignore_errors=True)
+    if slot is not None:  # its processes ended with the run, its pipes are closed: its folder (seed/, tmp/) goes
+        _warm.remove_later(slot.dir)
+    elif backend.isolated:  # the first contents are the source's; the run's own were copied out
+        _warm.remove_later(folders.seed, folders.tmp)
     span.finish(result, argv)
     (run_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result

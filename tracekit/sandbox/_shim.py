@@ -4,6 +4,12 @@ Run by the harness inside the backend (standard library only, interpreter flags 
 
     python -S -I -B _shim.py '{"argv": ["python", "train.py"], "ctl_fd": 5, "status_fd": 6, ...}'
 
+A warm shim (`"warm": true`, started ahead of its run by `sandbox/_warm.py`) builds its view,
+leaves root and loads the seccomp filter first, reports `warm`, and then reads the rest of its
+configuration from `ctl_fd` (`C`, a 4-byte length, JSON: the command, its folder, limits,
+environment, OTLP spool) before it copies the workspace in and reports `ready`. Everything the
+candidate sees is built per run all the same; only the run's own settings arrive later.
+
 Protocol. The shim writes JSON lines to `status_fd`: `ready` (set up, waiting), `started`, then
 `exit` (the candidate's exit code or signal, CPU time and peak RSS of everything it reaped). The
 harness writes single bytes to `ctl_fd`: `G` go, `T` SIGTERM every process of the run, `K`
@@ -61,6 +67,10 @@ if TYPE_CHECKING:
         lo_up: NotRequired[bool]
         drop: NotRequired[Drop]
         seccomp_fd: NotRequired[int]
+        warm: NotRequired[bool]  # the run's own settings (argv, cwd, rlimits, otlp, env) come over ctl_fd
+        env: NotRequired[dict[str, str]]  # a warm shim's candidate environment (else the shim's own)
+
+MAX_CONFIG_BYTES = 4 << 20
 
 
 class CapHeader(ctypes.Structure):
@@ -326,6 +336,30 @@ class Receiver:
         os.rename(tmp, os.path.join(self.dir, name))
 
 
+def read_exact(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        try:
+            chunk = os.read(fd, n - len(data))
+        except InterruptedError:
+            continue
+        if not chunk:
+            os._exit(0)  # the harness let the warm sandbox go unused
+        data += chunk
+    return data
+
+
+def await_config(cfg: Config, ctl: int, st: int) -> None:
+    """A warm shim: say so, then take the run's settings from the harness (or exit unused)."""
+    send(st, ev="warm")
+    if read_exact(ctl, 1) != b"C":
+        os._exit(0)
+    (n,) = struct.unpack(">I", read_exact(ctl, 4))
+    if n > MAX_CONFIG_BYTES:
+        os._exit(125)
+    cfg.update(json.loads(read_exact(ctl, n)))
+
+
 def main() -> NoReturn:
     cfg: Config = json.loads(sys.argv[1])
     ctl, st = cfg["ctl_fd"], cfg["status_fd"]
@@ -350,9 +384,13 @@ def main() -> NoReturn:
         if cfg.get("seccomp_fd") is not None:
             load_seccomp(cfg["seccomp_fd"])
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the run cannot ptrace this process or open its /proc files
+    if cfg.get("warm"):
+        await_config(cfg, ctl, st)
     if cfg.get("seed"):
         seed(cfg["seed"])
     env = dict(os.environ)
+    if "env" in cfg:  # a warm shim: the run's environment, with what the backend set for the shim (bwrap's PWD)
+        env = {**cfg["env"], **{k: v for k, v in env.items() if k == "PWD"}}
     receiver = Receiver(cfg["otlp"]) if cfg.get("otlp") else None
     if receiver is not None:
         url = f"http://127.0.0.1:{receiver.port}"

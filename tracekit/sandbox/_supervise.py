@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .._errors import SandboxError
-from .._util.jsonutil import loads_limited
 from . import _proc, _seccomp, _workspace
-from ._backends import SANDBOX_ROOT, STAGE_DIR, Backend, Inside, Launch, prepare_stage
+from ._backends import SANDBOX_ROOT, Backend, Inside, Launch
 from ._capture import OutputPump
 from ._cgroup import Layout, RunCgroup
 from ._spec import CapturedOutput, RunSpec
-
-SHIM = str(Path(__file__).resolve().with_name("_shim.py"))
-LAUNCHER = str(Path(__file__).resolve().with_name("_launch.py"))
+from ._status import StatusReader
+from ._warm import SHIM, Slot, launcher_argv
 
 
 @dataclass
@@ -50,38 +47,12 @@ class Outcome:
     disk_full: bool = False  # a capped tmpfs of the run was full at some point
 
 
-class _StatusReader:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buf = b""
-        self.eof = False
-
-    def poll(self, timeout: float) -> list[dict[str, Any]]:
-        if self.eof:
-            time.sleep(timeout)
-            return []
-        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0))
-        if not ready:
-            return []
-        data = os.read(self.fd, 65536)
-        if not data:
-            self.eof = True
-        self.buf += data
-        events = []
-        while b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-            try:
-                events.append(loads_limited(line, max_bytes=65536, max_depth=4))
-            except ValueError:
-                pass
-        return events
-
-
 class Supervisor:
     def __init__(self, spec: RunSpec, backend: Backend, layout: Layout, run_id: str, argv: list[str],
                  env: dict[str, str], folders: _workspace.Folders, inside: Inside, uid: int | None,
-                 cancel: threading.Event | None) -> None:
+                 cancel: threading.Event | None, slot: Slot | None = None) -> None:
         self.spec, self.backend, self.layout, self.run_id = spec, backend, layout, run_id
+        self.slot = slot  # a warm sandbox started for this shape of run (_warm), else None: start cold
         self.argv, self.env = argv, env
         self.folders, self.inside, self.uid = folders, inside, uid
         self.run_dir = folders.run_dir
@@ -91,6 +62,7 @@ class Supervisor:
         self.view_fd: int | None = None  # the run's root, through /proc/<init>/root (isolated backends)
         self.disk_fds: list[int] = []  # its capped tmpfs (/sandbox, /tmp), watched for a full disk
         self.before: _workspace.Snapshot = {}
+        self.proc: subprocess.Popen[bytes] | None = None
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -135,48 +107,40 @@ class Supervisor:
         cg = RunCgroup.create(layout, self.run_id, mem, spec.max_procs + 16 if spec.max_procs else None)
         self.out.notes.extend(cg.notes)
         rlimits, self.out.limits = self._limits(cg)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        ctl_r, ctl_w = os.pipe()
-        st_r, st_w = os.pipe()
-        cfg: dict[str, Any] = {"argv": self.argv, "cwd": self.inside.workspace, "ctl_fd": ctl_r, "status_fd": st_w,
-                               "rlimits": rlimits}
+        self.out.limits["start"] = "warm" if self.slot is not None else "cold"  # sandbox/_warm.py
+        own: dict[str, Any] = {"argv": self.argv, "cwd": self.inside.workspace, "rlimits": rlimits}
         if spec.otlp:
-            cfg["otlp"] = {"dir": self.inside.io + "/otlp", "max_bytes": spec.trace_bytes}
-        seccomp_fd = _seccomp.write_to_fd() if self.backend.isolated else None
-        launch = Launch(shim=[sys.executable, "-S", "-I", "-B", SHIM], shim_config=cfg, run_dir=self.run_dir,
-                        seed=self.folders.seed, tmp_dir=self.folders.tmp,
-                        disk_bytes=spec.disk_mb * 2**20 if spec.disk_mb else None, network=spec.network,
-                        host_uid=self.uid, seccomp_fd=seccomp_fd,
-                        ro_paths=[str(p) for p in spec.ro_paths], rw_paths=[str(p) for p in spec.rw_paths])
-        argv = self._launcher(launch)
-        passed = tuple(fd for fd in (ctl_r, st_w, seccomp_fd) if fd is not None)
+            own["otlp"] = {"dir": self.inside.io + "/otlp", "max_bytes": spec.trace_bytes}
+        if self.slot is not None:
+            proc = self.slot.proc
+            self.slot.handed_over = True  # its pipes are closed below, as a cold start's are
+            out_r, err_r, ctl_w, st_r = self.slot.out_r, self.slot.err_r, self.slot.ctl_w, self.slot.st_r
+        else:
+            try:
+                out_r, err_r, ctl_w, st_r = self._start_cold(own)
+            except BaseException:
+                cg.remove()
+                raise
+            assert self.proc is not None
+            proc = self.proc
         pumps = [OutputPump(out_r, self.run_dir / "stdout.log", spec.output_bytes, self.limit_hit.set),
                  OutputPump(err_r, self.run_dir / "stderr.log", spec.output_bytes, self.limit_hit.set)]
-        proc: subprocess.Popen[bytes] | None = None
         try:
-            try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                                        pass_fds=passed, env=self.env, start_new_session=True, cwd=str(self.run_dir))
-            except OSError as exc:
-                raise SandboxError(f"cannot start the {self.backend.name} backend: {exc}") from exc
-            finally:
-                for fd in (out_w, err_w, *passed):
-                    os.close(fd)
+            if self.slot is not None:
+                self._configure(dict(own, env=self.env))
             for p in pumps:
                 p.start()
-            self._supervise(proc, cg, ctl_w, _StatusReader(st_r), pumps)
+            self._supervise(proc, cg, ctl_w, StatusReader(st_r), pumps)
         finally:
             os.close(ctl_w)
             for held in [self.view_fd, *self.disk_fds]:
                 if held is not None:
                     os.close(held)
-            if proc is not None:
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    _proc.kill_tree(proc.pid)
-                    proc.wait()
+            try:
+                _proc.wait(proc, 5)
+            except subprocess.TimeoutExpired:
+                _proc.kill_tree(proc.pid)
+                proc.wait()
             cg.kill_all()
             for p in pumps:
                 if p.ident is None:  # never started: close its pipe here
@@ -190,16 +154,43 @@ class Supervisor:
         self.out.stdout, self.out.stderr = pumps[0].result(), pumps[1].result()
         return self.out
 
-    def _launcher(self, launch: Launch) -> list[str]:
-        """The backend's command line behind the launcher (fresh keyring; as root: stage and drop to the run's uid)."""
-        backend_argv = self.backend.argv(launch)
-        cfg: dict[str, Any] = {"argv": backend_argv}
-        if self.backend.name == "bwrap" and self.uid is not None:
-            cfg.update(uid=self.uid, gid=self.uid)
-            if launch.stage:
-                prepare_stage()
-                cfg["stage"] = {"dir": STAGE_DIR, "binds": launch.stage}
-        return [sys.executable, "-S", "-I", "-B", LAUNCHER, json.dumps(cfg, separators=(",", ":"))]
+    def _start_cold(self, own: dict[str, Any]) -> tuple[int, int, int, int]:
+        """Launch the backend with the shim for this run (no warm sandbox): its pipes, `self.proc` set."""
+        spec = self.spec
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ctl_r, ctl_w = os.pipe()
+        st_r, st_w = os.pipe()
+        seccomp_fd = _seccomp.write_to_fd() if self.backend.isolated else None
+        launch = Launch(shim=[sys.executable, "-S", "-I", "-B", SHIM], shim_config=dict(own, ctl_fd=ctl_r, status_fd=st_w),
+                        run_dir=self.run_dir, seed=self.folders.seed, tmp_dir=self.folders.tmp,
+                        disk_bytes=spec.disk_mb * 2**20 if spec.disk_mb else None, network=spec.network,
+                        host_uid=self.uid, seccomp_fd=seccomp_fd,
+                        ro_paths=[str(p) for p in spec.ro_paths], rw_paths=[str(p) for p in spec.rw_paths])
+        passed = tuple(fd for fd in (ctl_r, st_w, seccomp_fd) if fd is not None)
+        try:
+            self.proc = subprocess.Popen(launcher_argv(self.backend, launch), stdin=subprocess.DEVNULL, stdout=out_w,
+                                         stderr=err_w, pass_fds=passed, env=self.env, start_new_session=True,
+                                         cwd=str(self.run_dir))
+        except OSError as exc:
+            for fd in (out_r, err_r, ctl_w, st_r):
+                os.close(fd)
+            raise SandboxError(f"cannot start the {self.backend.name} backend: {exc}") from exc
+        finally:
+            for fd in (out_w, err_w, *passed):
+                os.close(fd)
+        return out_r, err_r, ctl_w, st_r
+
+    def _configure(self, own: dict[str, Any]) -> None:
+        """Hand a warm sandbox its run's settings (`_shim.await_config`)."""
+        data = json.dumps(own, separators=(",", ":")).encode()
+        view = memoryview(b"C" + struct.pack(">I", len(data)) + data)
+        assert self.slot is not None
+        try:
+            while view:
+                view = view[os.write(self.slot.ctl_w, view):]
+        except OSError as exc:
+            raise SandboxError(f"the warm {self.backend.name} sandbox went away before its run: {exc}") from exc
 
     def _collect_cgroup(self, cg: RunCgroup) -> None:
         peak = cg.peak_memory_bytes()
@@ -213,7 +204,7 @@ class Supervisor:
 
     # -- the watch loop -----------------------------------------------------------------------
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], reader: _StatusReader, pumps: list[OutputPump]) -> bool:
+    def _wait_ready(self, proc: subprocess.Popen[bytes], reader: StatusReader, pumps: list[OutputPump]) -> bool:
         end = time.monotonic() + self.spec.startup_timeout_s
         while time.monotonic() < end:
             if self.cancel.is_set():
@@ -234,9 +225,13 @@ class Supervisor:
     def _attach(self, proc: subprocess.Popen[bytes], cg: RunCgroup) -> None:
         # The shim is waiting for "G": nothing of the candidate exists yet, so moving the shim (and
         # whatever the backend runs between us and it) moves every process the run will ever have.
-        pids = _proc.descendants(proc.pid) or [proc.pid]
+        if self.slot is not None:  # listed (and their OOM score set) when it was started
+            pids = self.slot.pids
+        else:
+            pids = _proc.descendants(proc.pid) or [proc.pid]
+            for pid in pids:
+                _proc.set_oom_score_adj(pid, -1000)  # the OOM killer should pick the candidate, not the init
         for pid in pids:
-            _proc.set_oom_score_adj(pid, -1000)  # the OOM killer should pick the candidate, not the init
             try:
                 cg.attach(pid)
             except OSError as exc:
@@ -296,7 +291,7 @@ class Supervisor:
         except OSError:
             pass
 
-    def _supervise(self, proc: subprocess.Popen[bytes], cg: RunCgroup, ctl: int, reader: _StatusReader,
+    def _supervise(self, proc: subprocess.Popen[bytes], cg: RunCgroup, ctl: int, reader: StatusReader,
                    pumps: list[OutputPump]) -> None:
         spec = self.spec
         if not self._wait_ready(proc, reader, pumps):

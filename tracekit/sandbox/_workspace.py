@@ -42,8 +42,11 @@ class Folders:
 
 
 def prepare(run_dir: Path, source: Path | None, exclude: Sequence[str], *, isolated: bool,
-            owner: int | None = None) -> Folders:
-    """Create the run folder and copy `source` into it (`seed/` or, unisolated, `workspace/`)."""
+            owner: int | None = None, warm: Path | None = None) -> Folders:
+    """Create the run folder and copy `source` into it (`seed/` or, unisolated, `workspace/`).
+
+    `warm`: the folder of a warm sandbox (`_warm.Slot.dir`) whose `seed/` and `tmp/` it already
+    bound: the run's `seed` and `tmp` are those."""
     src = Path(source).resolve() if source is not None else None
     if src is not None and would_copy(run_dir.resolve(), src, exclude):  # checked before anything is created
         raise SandboxError(f"run_dir {run_dir} is inside the workspace {src}, which would be copied into itself; "
@@ -51,7 +54,8 @@ def prepare(run_dir: Path, source: Path | None, exclude: Sequence[str], *, isola
     if run_dir.exists() and any(run_dir.iterdir()):
         raise SandboxError(f"run_dir {run_dir} exists and is not empty; give a new folder (or None for a fresh one)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    f = Folders(run_dir, run_dir / "seed", run_dir / "workspace", run_dir / "io", run_dir / "tmp")
+    base = warm if warm is not None else run_dir
+    f = Folders(run_dir, base / "seed", run_dir / "workspace", run_dir / "io", base / "tmp")
     first = f.seed if isolated else f.workspace
     if src is not None:
 
@@ -59,12 +63,12 @@ def prepare(run_dir: Path, source: Path | None, exclude: Sequence[str], *, isola
             return {n for n in names if _excluded(n, exclude)}
 
         try:
-            shutil.copytree(src, first, symlinks=True, ignore=ignore)
+            shutil.copytree(src, first, symlinks=True, ignore=ignore, dirs_exist_ok=True)
         except (OSError, shutil.Error) as exc:
             raise SandboxError(f"cannot copy workspace {src} to {first}: {exc}") from exc
     else:
-        first.mkdir()
-    f.tmp.mkdir()
+        first.mkdir(exist_ok=True)
+    f.tmp.mkdir(exist_ok=True)
     if isolated:
         if owner is not None:  # the run's unprivileged uid must be able to read its own files
             for dirpath, dirnames, filenames in os.walk(first):
