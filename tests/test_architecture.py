@@ -32,6 +32,7 @@ PUBLIC = {
     "tracekit.llm": ["instrument_anthropic", "uninstrument_anthropic"],
     "tracekit.trajectories": ["Step", "Trajectory", "export_atif", "import_atif", "to_atif", "trajectory"],
     "tracekit.collector": ["CollectorConfig", "create_app"],
+    "tracekit.ui": ["UIConfig", "create_app", "install"],
     "tracekit.sandbox": [
         "BACKENDS", "CapturedOutput", "CheckReport", "DEFAULT_ENV_ALLOWLIST", "Executor", "LocalExecutor", "RayExecutor",
         "RunHandle", "RunResult", "RunSpec", "STATUSES", "check", "run",
@@ -98,5 +99,5 @@ def test_the_root_holds_only_the_span_path_the_facade_and_the_subpackages() -> N
     assert entries == {
         "__init__.py", "__main__.py", "_config.py", "_decorators.py", "_errors.py", "_exporter.py", "_query.py",
         "py.typed", "testing.py", "_cli", "_util", "collector", "evals", "llm", "optimizer", "sandbox", "store",
-        "trajectories",
+        "trajectories", "ui",
     }, sorted(entries)

@@ -38,6 +38,7 @@ COMMANDS = [
     "tracekit._cli.store",
     "tracekit._cli.traces",
     "tracekit._cli.trajectory",
+    "tracekit._cli.ui",
 ]
 
 for _mod in COMMANDS:

@@ -30,12 +30,15 @@ def register(app: typer.Typer) -> None:
         """Receive OpenTelemetry spans over OTLP/HTTP (protobuf or JSON) into the store; read-only SQL over HTTP.
 
         Example: tracekit serve --port 4318 --home .tracekit   (then POST spans to http://127.0.0.1:4318/v1/traces;
-        API docs at /docs; with TRACEKIT_TOKEN set every endpoint but /health needs 'Authorization: Bearer')
+        API docs at /docs; the web UI at /ui/; with TRACEKIT_TOKEN set every endpoint but /health needs 'Authorization: Bearer',
+        and the pages ask for a read token once)
         """
         from ..collector import CollectorConfig
         from ..collector._server import serve
+        from ..ui import install
 
         max_body_bytes = int(max_body_mb * (1 << 20)) if max_body_mb is not None else None
         config = CollectorConfig.from_env(tokens_file=tokens_file, host=host, port=port, home=home, project=project,
                                           max_body_bytes=max_body_bytes)
-        serve(config, log_level=log_level, echo=lambda line: typer.echo(line, err=True))
+        serve(config, log_level=log_level, echo=lambda line: typer.echo(line, err=True), extensions=[install],
+              banner=["  web UI: {url}/ui/" + (" (open it with ?token=<a read token> once)" if config.tokens.enabled else "")])

@@ -14,6 +14,7 @@ Needs the `server` extra (FastAPI, uvicorn).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._settings import CollectorConfig
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["CollectorConfig", "create_app"]
 
 
-def create_app(config: CollectorConfig) -> "FastAPI":
+def create_app(config: CollectorConfig, extensions: Sequence[Callable[["FastAPI"], None]] = ()) -> "FastAPI":
     """The collector's ASGI app (FastAPI); see `tracekit.collector._app`."""
     from ._app import create_app as _create
 
-    return _create(config)
+    return _create(config, extensions)
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from .._errors import CollectorError, QueryError
 from ..store import _otlp
 from ..store._store import Store
 from ._auth import INGEST
+from ._docs import install_docs
 from ._guard import Guard
 from ._pipeline import Ingestor, to_ipc
 from ._read import router
@@ -46,8 +47,10 @@ log = logging.getLogger("tracekit.collector")
 _GRPC = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
 
 
-def create_app(config: CollectorConfig) -> FastAPI:
-    """The ASGI app; its lifespan replays the WAL before the first request and folds it at shutdown."""
+def create_app(config: CollectorConfig, extensions: Sequence[Callable[[FastAPI], None]] = ()) -> FastAPI:
+    """The ASGI app; its lifespan replays the WAL before the first request and folds it at shutdown.
+    Each of `extensions` is called with the finished app (the web UI mounts its pages this way: the
+    collector does not import the layers above it)."""
     home = config.home.resolve()
     state = CollectorState(config=config, ingestor=Ingestor(Store(home), config.ingest))
 
@@ -68,6 +71,8 @@ def create_app(config: CollectorConfig) -> FastAPI:
         version=__version__,
         summary="OTLP/HTTP traces into Parquet; read-only SQL over them.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from vendored files (no CDN): install_docs below
+        redoc_url=None,
     )
     app.state.collector = state
     app.add_middleware(Guard, state=state, stats=state.conn_stats)  # token and body limits before FastAPI reads a byte
@@ -141,6 +146,9 @@ def create_app(config: CollectorConfig) -> FastAPI:
         return await _export(state, request)
 
     app.include_router(router)
+    install_docs(app)
+    for extend in extensions:
+        extend(app)
     return app
 
 

@@ -5,8 +5,8 @@
 FastAPI reads and parses a route's JSON body before the handler runs, so a handler that checks the
 token reads a 300 MB body first. This wrapper runs before any of that, on every request:
 
-1. Token: with tokens configured, every path but the public ones (/health, /docs, /openapi.json)
-   needs a bearer token with the path's scope (/v1/* ingest, everything else read). A missing or
+1. Token: with tokens configured, every path but the public ones (/health, /docs and its assets,
+   /openapi.json) needs a bearer token with the path's scope (/v1/* ingest, everything else read). A missing or
    wrong one is answered 401/403 at once, without reading a byte of the body, and the connection
    is closed (the unread body goes with it).
 2. Size: a declared Content-Length over the route's limit is answered 413 the same way; a body
@@ -16,7 +16,9 @@ token reads a 300 MB body first. This wrapper runs before any of that, on every 
 3. Time: a body must arrive within `body_timeout` seconds of the request's headers, else 408.
 
 Refusals are google.rpc.Status bodies on /v1/* (what OTLP exporters expect), JSON
-{"error", "message"} elsewhere, and are counted in /health.
+{"error", "message"} elsewhere, and are counted in /health. Paths the state delegates (the web UI,
+which accepts a session cookie as well as the token) go to their app untouched: it applies the same
+rules itself (`tracekit.ui._guard`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ._conn import ConnStats
 if TYPE_CHECKING:
     from ._state import CollectorState
 
-PUBLIC = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+PUBLIC = frozenset({"/health", "/docs", "/openapi.json"})
+PUBLIC_PREFIX = "/docs/assets/"  # Swagger UI's vendored files (collector/_docs.py)
 _GRPC = {401: 16, 403: 7, 408: 4, 413: 8}
 
 
@@ -56,9 +59,12 @@ class Guard:
             return
         cfg = self.state.config
         path = scope["path"]
+        if self.state.delegated(path):
+            await self.app(scope, receive, send)
+            return
         ingest = path.startswith("/v1/")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if cfg.tokens.enabled and path not in PUBLIC:
+        if cfg.tokens.enabled and path not in PUBLIC and not path.startswith(PUBLIC_PREFIX):
             need = INGEST if ingest else READ
             scopes = cfg.tokens.scopes_for(headers.get("authorization"))
             if scopes is None:

@@ -20,9 +20,9 @@ import os
 import resource
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._errors import CollectorError
 from ._settings import CollectorConfig
@@ -86,13 +86,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _uvicorn_server(config: CollectorConfig, log_level: str) -> uvicorn.Server:
+def _uvicorn_server(config: CollectorConfig, log_level: str, extensions: Sequence[Callable[[Any], None]] = ()) -> uvicorn.Server:
     import uvicorn
 
     from . import create_app
     from ._conn import guarded_protocol
 
-    app = create_app(config)
+    app = create_app(config, extensions)
     limits = dataclasses.replace(config.conn, max_connections=_room_for_connections(config.conn.max_connections))
     return uvicorn.Server(
         uvicorn.Config(
@@ -133,13 +133,15 @@ def fence_line() -> str:
     return f"  SQL runs in read-only worker processes (Landlock ABI {abi})" if abi else "  " + NO_LANDLOCK
 
 
-def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable[[str], None] = print) -> None:
+def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable[[str], None] = print,
+          extensions: Sequence[Callable[[Any], None]] = (), banner: Sequence[str] = ()) -> None:
     """Serve until interrupted; prints where it listens and how to point an OTel SDK at it.
+    `extensions` go to create_app (the web UI); `banner` lines are printed after the URL ({url} filled in).
 
     The store and the port are claimed before the banner: a second `tracekit serve` on the same store
     or port ends in one CollectorError naming who holds it, not a banner and then uvicorn's traceback.
     """
-    server = _uvicorn_server(config, log_level)
+    server = _uvicorn_server(config, log_level, extensions)
     home_lock = server.config.app.state.collector.ingestor.home_lock  # type: ignore[union-attr]  # the app create_app made
     sock = bind(config.host, config.port)
     url = url_of(sock)
@@ -153,6 +155,8 @@ def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable
     echo(f"tracekit collector on {url} (store {config.home.resolve()}); docs {url}/docs")
     echo(f"  export OTEL_EXPORTER_OTLP_ENDPOINT={url}")
     echo(fence_line())
+    for line in banner:
+        echo(line.format(url=url))
     try:
         server.run(sockets=[sock])
     finally:
@@ -164,11 +168,11 @@ def serve(config: CollectorConfig, *, log_level: str = "warning", echo: Callable
 class CollectorThread:
     """A collector serving from a daemon thread of this process (tests, notebooks, benchmarks)."""
 
-    def __init__(self, config: CollectorConfig, *, log_level: str = "warning") -> None:
+    def __init__(self, config: CollectorConfig, *, log_level: str = "warning", extensions: Sequence[Callable[[Any], None]] = ()) -> None:
         self.config = config
         self.sock = bind(config.host, config.port)
         self.url = url_of(self.sock)
-        self.server = _uvicorn_server(config, log_level)
+        self.server = _uvicorn_server(config, log_level, extensions)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self, timeout: float = 60.0) -> "CollectorThread":

@@ -17,6 +17,7 @@ worker that overruns by GRACE seconds, or whose answer the client abandoned, is 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -123,6 +124,9 @@ class SqlService:
         self.landlock = 0
         self.workers_started = 0
         self.workers_recycled = 0
+        # Workers are started from this one long-lived thread: a worker dies with the *thread* that
+        # started it (PR_SET_PDEATHSIG), and a request's thread (a server's thread pool) may exit.
+        self._spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracekit-sql-spawn")
         self._release(self._spawn())  # one warm worker; also proves the views can be built
 
     # -- the pool ---------------------------------------------------------------------------
@@ -131,7 +135,7 @@ class SqlService:
         with self._cond:
             self._count += 1
         try:
-            worker = _Worker(self.home, self.limits)
+            worker = self._spawner.submit(_Worker, self.home, self.limits).result()
         except BaseException:
             with self._cond:
                 self._count -= 1
@@ -152,8 +156,12 @@ class SqlService:
                         "retry after the Retry-After delay, or raise TRACEKIT_SQL_WORKERS"
                     )
                 self._cond.wait(left)
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.proc.poll() is None:
+                    return worker
+                self._count -= 1  # died while idle (the kernel's OOM killer, a signal): start another
+                worker.kill()
         return self._spawn()
 
     def _release(self, worker: _Worker, *, healthy: bool = True, sent: int = 0) -> None:
@@ -241,6 +249,7 @@ class SqlService:
             self._cond.notify_all()
         for worker in idle:
             worker.kill()
+        self._spawner.shutdown(wait=False)
 
 
 class Answer:

@@ -35,6 +35,9 @@ class CollectorState:
     requests: Counter[int] = field(default_factory=Counter)
     sql_error: str = ""
     conn_stats: ConnStats = field(default_factory=ConnStats)
+    # paths whose app checks its own credentials before reading a body (the web UI's session cookie):
+    # "/" matches itself only, any other entry itself and everything below it
+    delegated_paths: tuple[str, ...] = ()
     _sql_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sql_service(self) -> SqlService | None:
@@ -48,6 +51,9 @@ class CollectorState:
                     self.sql_error = f"{type(exc).__name__}: {exc}"
                     log.error("tracekit collector: SQL is unavailable (ingest goes on): %s", self.sql_error)
             return self.sql
+
+    def delegated(self, path: str) -> bool:
+        return any(path == p or (p != "/" and path.startswith(p + "/")) for p in self.delegated_paths)
 
 
 class HTTPProblem(Exception):

@@ -101,7 +101,11 @@ def _change(cid: str, ra: list[EvalResultRow], rb: list[EvalResultRow]) -> CaseC
 def compare(run_a: str, run_b: str, *, home: str | Path | None = None) -> Comparison:
     """Per-case regressions and fixes from run A to run B, with aggregate deltas and their stderr."""
     ida, idb = resolve_run(run_a, home), resolve_run(run_b, home)
-    rows_a, rows_b = run_rows(ida, home), run_rows(idb, home)
+    return compare_rows(ida, idb, run_rows(ida, home), run_rows(idb, home))
+
+
+def compare_rows(ida: str, idb: str, rows_a: list[EvalResultRow], rows_b: list[EvalResultRow]) -> Comparison:
+    """`compare` over rows read already (the web UI reads them through the collector's SQL workers)."""
     ca, cb = by_case(rows_a), by_case(rows_b)
     shared = sorted(set(ca) & set(cb))
     comp = Comparison(run_a=ida, run_b=idb, task_a=rows_a[0]["task"] if rows_a else "?",

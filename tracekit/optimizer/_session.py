@@ -58,7 +58,8 @@ def host_facts() -> dict[str, Any]:
 def loop_pid(run_dir: Path) -> int | None:
     """The pid of the loop working on the run in `run_dir` now (it holds the run's lock; -1 if unknown), else None."""
     try:
-        fd = os.open(Path(run_dir) / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO planted as the lock would otherwise wait for a writer forever
+        fd = os.open(Path(run_dir) / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     with os.fdopen(fd) as f:
