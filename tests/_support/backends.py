@@ -76,3 +76,51 @@ class ScriptedLM:
     def __call__(self, prompt: str | list[dict[str, Any]]) -> str:
         text = prompt if isinstance(prompt, str) else "\n".join(str(m.get("content")) for m in prompt)
         return "```\n" + self.propose(text) + "\n```"
+
+
+# -- OpenEvolve: the program it evolves, and its LLM as a custom client (`LLMModelConfig.init_client`) -----
+
+PROGRAM = '''# EVOLVE-BLOCK-START
+TABLE = "capitals"
+# EVOLVE-BLOCK-END
+import tracekit
+
+CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Kenya": "Nairobi"}
+
+
+@tracekit.trace(kind="tool")
+def lookup(table, country):
+    if table != "capitals_v2":
+        raise LookupError(f"table {table!r} was retired in the schema migration; its rows moved to 'capitals_v2'")
+    return CAPITALS[country]
+
+
+right = sum(lookup(TABLE, c) == v for c, v in CAPITALS.items())
+print("score:", right / len(CAPITALS))
+'''
+PROMPT_LOG = "TRACEKIT_TEST_PROMPT_LOG"  # the scripted client appends every prompt it gets here (workers are processes)
+
+
+class ScriptedEvolveLLM:
+    """OpenEvolve's LLM interface (`generate`, `generate_with_context`), answering SEARCH/REPLACE diffs."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.model = getattr(cfg, "name", "scripted")
+        self.lm = ScriptedLM()
+
+    async def generate(self, prompt: str, **kwargs: Any) -> str:
+        return await self.generate_with_context("", [{"role": "user", "content": prompt}], **kwargs)
+
+    async def generate_with_context(self, system_message: str, messages: list[dict[str, str]], **kwargs: Any) -> str:
+        import os
+
+        prompt = system_message + "\n" + "\n".join(str(m.get("content")) for m in messages)
+        if os.environ.get(PROMPT_LOG):
+            with open(os.environ[PROMPT_LOG], "a") as f:
+                f.write(prompt + "\n\x00\n")
+        table = table_of(self.lm.propose(prompt))
+        return f'<<<<<<< SEARCH\nTABLE = "capitals"\n=======\nTABLE = "{table}"\n>>>>>>> REPLACE\n'
+
+
+def scripted_client(cfg: Any) -> ScriptedEvolveLLM:
+    return ScriptedEvolveLLM(cfg)

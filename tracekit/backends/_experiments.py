@@ -85,6 +85,14 @@ class Experiments:
         self.ledger.load()
         return list(self.ledger.rows)
 
+    def incumbent(self) -> ExperimentRow | None:
+        """The best baseline or keep so far (by metric and direction), the parent a new candidate starts from."""
+        scored = [r for r in self.rows() if r["status"] in ("baseline", "keep") and r.get("metric") is not None]
+        if not scored:
+            return None
+        key = (lambda r: r["metric"]) if self.direction == "max" else (lambda r: -r["metric"])
+        return max(scored, key=key)
+
     def row(self, experiment_id: str) -> ExperimentRow | None:
         return next((r for r in self.rows() if r["experiment_id"] == experiment_id), None)
 
@@ -267,10 +275,11 @@ class Experiments:
 
     # -- reading back ---------------------------------------------------------------------------------------
 
-    def digest(self, *experiments: "Evaluation | str", budget: int | None = None) -> str:
+    def digest(self, *experiments: "Evaluation | str", budget: int | None = None,
+               sections: Sequence[str] | None = None) -> str:
         """The trace digest of these experiments (the first in the incumbent's place): errors and stack
         traces, failing train cases with their trajectories, metric curves, output tails, slowest spans,
-        the sections and budgets of the built-in proposer's context."""
+        the sections and budgets of the built-in proposer's context (`sections` picks some by name)."""
         from ..optimizer._context import DIGEST_BUDGET, trace_digest
         from ..store import Database
 
@@ -279,7 +288,7 @@ class Experiments:
         missing = [i for i in ids if i not in rows]
         if missing:
             raise OptimizerError(f"no experiments {missing} in run {self.run_id}; digest takes ids this run recorded")
-        return trace_digest(Database(self.home), [rows[i] for i in ids], budget or DIGEST_BUDGET)
+        return trace_digest(Database(self.home), [rows[i] for i in ids], budget or DIGEST_BUDGET, only=sections)
 
     def case_digest(self, trace_id: str) -> str:
         """One train eval case by its trace id: input, output, why it failed, traceback tail, its LLM and

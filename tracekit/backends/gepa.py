@@ -154,15 +154,13 @@ def anything_evaluator(experiments: Experiments, command: Sequence[str] | str, *
     dict of files) with `command` in the sandbox and returns (score, side information), the side
     information being the run's status, error, metrics and trace digest. GEPA maximizes: with
     direction "min" the score is the metric negated. A failed run scores `failure_score`. The parent of
-    each evaluation is the best one so far."""
-    best: list[Evaluation] = []
+    each evaluation is the run's incumbent (the best so far)."""
 
     def evaluate(candidate: str | dict[str, str], example: object | None = None, **_: Any) -> tuple[float, dict[str, Any]]:
-        ev = experiments.evaluate(candidate, command=command, parent=best[0] if best else None, budget_s=budget_s,
+        best = experiments.incumbent()
+        ev = experiments.evaluate(candidate, command=command, parent=best["experiment_id"] if best else None, budget_s=budget_s,
                                   workspace=workspace, proposer="gepa", text_file=text_file,
                                   description="optimize_anything candidate")
-        if ev.improved:
-            best[:] = [ev]
         side: dict[str, Any] = {"status": ev.status, "run_status": ev.run_status, "experiment_id": ev.experiment_id,
                                 "trace_id": ev.trace_id, "metrics": ev.metrics, "trace": experiments.digest(ev)}
         if ev.error:

@@ -16,7 +16,7 @@ harness's sections (failing cases, their trajectories) live in `_context_evals`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,12 +275,15 @@ def render_sections(inp: SectionInput, sections: list[Section], total_budget: in
     return "\n\n".join(f"## {s.title}\n{b}" for s, b in rendered)
 
 
-def trace_digest(db: "Database", focus: list[Mapping[str, Any]], total_budget: int = DIGEST_BUDGET) -> str:
+def trace_digest(db: "Database", focus: list[Mapping[str, Any]], total_budget: int = DIGEST_BUDGET,
+                 only: Sequence[str] | None = None) -> str:
     """The trace sections of the proposer's context (errors and stack traces, failing cases with their
     trajectories, metric curves, output tails, slowest spans) for `focus`: `experiments` rows, the
-    first one in the incumbent's place. Same sections, same budgets, same renderer as the prompt."""
+    first one in the incumbent's place; `only` picks sections by name. Same sections, same budgets,
+    same renderer as the prompt."""
     if not focus:
         return ""
     db.refresh()
     inp = SectionInput(db, None, str(focus[0].get("run_id") or ""), focus[0], [], {}, focus, None, True)
-    return render_sections(inp, [s for s in SECTIONS if s.trace], total_budget)
+    chosen = [s for s in SECTIONS if s.trace and (only is None or s.name in only)]
+    return render_sections(inp, chosen, total_budget)
