@@ -293,10 +293,16 @@ class Experiments:
     def case_digest(self, trace_id: str) -> str:
         """One train eval case by its trace id: input, output, why it failed, traceback tail, its LLM and
         tool calls; empty for a val or test case (an optimizer never reads those)."""
-        from ..optimizer._context_evals import render_case
-        from ..optimizer._section import SectionInput
-        from ..store import Database
+        return case_digest(trace_id, self.home)
 
-        db = Database(self.home)
-        db.refresh()
-        return render_case(SectionInput(db, None, self.run_id, {}, [], {}, []), trace_id)
+
+def case_digest(trace_id: str, home: str | Path | None = None, budget: int | None = None) -> str:
+    """`Experiments.case_digest` for any store (tracekit's configured one by default)."""
+    from .._config import get_settings
+    from ..optimizer._context_evals import CASE_BUDGET, render_case
+    from ..optimizer._section import SectionInput
+    from ..store import Database
+
+    db = Database(Path(home) if home is not None else get_settings().home)
+    db.refresh()
+    return render_case(SectionInput(db, None, "", {}, [], {}, []), trace_id, budget or CASE_BUDGET)

@@ -233,6 +233,15 @@ def render_case(inp: "SectionInput", trace_id: str, budget: int = CASE_BUDGET) -
     if not rows:
         return ""
     r = rows[0]
+    text = _case_line(r)
+    if not r["stack"]:  # the case went on after an error below it (a caught tool error): show where that was
+        inner = inp.sql(
+            "SELECT name, list_filter(events, lambda e: e.name = 'exception')[1].attributes->>'$.\"exception.stacktrace\"' AS stack "
+            f"FROM spans WHERE trace_id = {sql_literal(trace_id)} AND len(events) > 0 ORDER BY start_time DESC")
+        stack = next((x for x in inner if x["stack"]), None)
+        if stack:
+            tail = [ln for ln in stack["stack"].strip().splitlines() if ln.strip()][-6:]
+            text += f"\n  stack trace (span {stack['name']}):\n" + "\n".join("    " + _short(ln, 200) for ln in tail)
     steps = _trajectory(inp, trace_id)
-    text = _case_line(r) + "\n" + ("\n".join(steps) if steps else "(no LLM or tool calls recorded)")
+    text += "\n" + ("\n".join(steps) if steps else "(no LLM or tool calls recorded)")
     return elide(text, budget, keep="head")
