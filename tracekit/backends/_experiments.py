@@ -62,8 +62,9 @@ class Experiments:
                  home: str | Path | None = None, project: str | None = None, min_delta: float = 0.0) -> None:
         from .._config import get_settings
 
-        run_id = run_id or "backend-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-        if not run_id or len(run_id) > 100 or not set(run_id) <= RUN_ID_OK or run_id[0] == ".":
+        if run_id is None:
+            run_id = "backend-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 100 or not set(run_id) <= RUN_ID_OK or run_id[0] == ".":
             raise OptimizerError(f"run id {run_id!r}: use letters, digits, '-', '_' and '.' (at most 100, not starting with '.')")
         if direction not in ("min", "max"):
             raise OptimizerError(f"direction {direction!r}: expected 'min' or 'max'")

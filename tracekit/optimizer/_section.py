@@ -56,7 +56,7 @@ def elide(text: str, budget: int, keep: str = "both") -> str:
     if len(lines) <= 1:
         half = max(budget // 2 - 20, 0)
         cut = len(text) - 2 * half
-        return text[:half] + f" … {cut} chars elided … " + text[-half:] if keep == "both" else (
+        return text[:half] + f" … {cut} chars elided … " + text[len(text) - half:] if keep == "both" else (
             text[-budget:] if keep == "tail" else text[:budget])
     room = max(budget - 40, 0)
     head_room = {"both": room * 2 // 5, "head": room, "tail": 0}[keep]
