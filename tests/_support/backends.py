@@ -88,10 +88,13 @@ import tracekit
 CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Kenya": "Nairobi"}
 
 
+NEW = "capitals" + "_v" + str(2)  # built, so the program's text never spells what only its trace says
+
+
 @tracekit.trace(kind="tool")
 def lookup(table, country):
-    if table != "capitals_v2":
-        raise LookupError(f"table {table!r} was retired in the schema migration; its rows moved to 'capitals_v2'")
+    if table != NEW:
+        raise LookupError(f"table {table!r} was retired in the schema migration; its rows moved to {NEW!r}")
     return CAPITALS[country]
 
 

@@ -118,7 +118,7 @@ class Experiments:
                exit_code: int | None = None) -> ExperimentRow:
         """Write one experiment's row: its candidate's diff from the parent, its metric and status (decided
         against the parent's metric when not given: baseline without a parent, crash / timeout / invalid
-        for a failed run, keep or discard otherwise). Returns the row as written."""
+        for a failed run, keep when it scores and its parent did not, else keep or discard by `min_delta`). Returns the row as written."""
         cand = as_files(files) if files else {}  # no files: an invalid candidate, recorded with its reason
         if metric is not None and (not isinstance(metric, (int, float)) or not math.isfinite(metric)):
             raise OptimizerError(f"metric {metric!r} is not a finite number; record a failed run with metric=None")
@@ -135,6 +135,8 @@ class Experiments:
                 status = {"timeout": "timeout", "invalid": "invalid"}.get(run_status, "crash")
             elif prow is None:
                 status = "baseline"
+            elif pmetric is None:  # it scores where its parent failed
+                status = "keep"
             else:
                 status = "keep" if improvement is not None and improvement > self.min_delta else "discard"
         diff = unified_diff(pfiles, cand) if cand else ""

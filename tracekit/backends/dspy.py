@@ -56,7 +56,7 @@ def traced(program: Any, *, name: str | None = None, split: str = "train") -> An
     task = name or type(program).__name__
     module: Any = dspy.Module
 
-    class Traced(module):  # type: ignore[misc]
+    class Traced(module):  # type: ignore[misc]  # dspy ships no annotations: its Module is Any to mypy
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner

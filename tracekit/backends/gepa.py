@@ -149,12 +149,15 @@ def _text(value: Any, limit: int = 2000) -> str:
 
 def anything_evaluator(experiments: Experiments, command: Sequence[str] | str, *, budget_s: float = 60.0,
                        workspace: str | Path | None = None, failure_score: float = 0.0,
-                       text_file: str = "candidate.txt") -> Callable[..., tuple[float, dict[str, Any]]]:
+                       text_file: str = "candidate.txt", feedback: str = "traces") -> Callable[..., tuple[float, dict[str, Any]]]:
     """An evaluator for `gepa.optimize_anything`: runs the candidate (a text, written to `text_file`, or a
     dict of files) with `command` in the sandbox and returns (score, side information), the side
     information being the run's status, error, metrics and trace digest. GEPA maximizes: with
     direction "min" the score is the metric negated. A failed run scores `failure_score`. The parent of
-    each evaluation is the run's incumbent (the best so far)."""
+    each evaluation is the run's incumbent (the best so far). `feedback="scores"` (the ablation) returns
+    the status and metrics only: no error text, no digest."""
+    if feedback not in ("traces", "scores"):
+        raise OptimizerError(f"feedback={feedback!r}: expected 'traces' or 'scores'")
 
     def evaluate(candidate: str | dict[str, str], example: object | None = None, **_: Any) -> tuple[float, dict[str, Any]]:
         best = experiments.incumbent()
@@ -162,9 +165,11 @@ def anything_evaluator(experiments: Experiments, command: Sequence[str] | str, *
                                   workspace=workspace, proposer="gepa", text_file=text_file,
                                   description="optimize_anything candidate")
         side: dict[str, Any] = {"status": ev.status, "run_status": ev.run_status, "experiment_id": ev.experiment_id,
-                                "trace_id": ev.trace_id, "metrics": ev.metrics, "trace": experiments.digest(ev)}
-        if ev.error:
-            side["error"] = ev.error
+                                "metrics": ev.metrics}
+        if feedback == "traces":
+            side.update({"trace_id": ev.trace_id, "trace": experiments.digest(ev)})
+            if ev.error:
+                side["error"] = ev.error
         if ev.metric is None:
             return failure_score, side
         return (ev.metric if experiments.direction == "max" else -ev.metric), side

@@ -37,11 +37,15 @@ class SandboxEvaluator:
 
     The metrics are every number the run reported plus `combined_score` (OpenEvolve's fitness:
     the metric, negated when lower is better; `failure_score` when the run failed) and `ok`.
+    `feedback="scores"` (the ablation) leaves every trace artifact out: status only.
     """
 
     def __init__(self, experiments: Experiments, command: Sequence[str] | str, *, program_file: str = "program.py",
                  workspace: str | Path | None = None, budget_s: float = 60.0, failure_score: float = 0.0,
-                 sections: Sequence[str] = ARTIFACT_SECTIONS) -> None:
+                 sections: Sequence[str] = ARTIFACT_SECTIONS, feedback: str = "traces") -> None:
+        if feedback not in ("traces", "scores"):
+            raise OptimizerError(f"feedback={feedback!r}: expected 'traces' or 'scores' (the ablation: no artifacts)")
+        self.feedback = feedback
         self.exps, self.command, self.program_file = experiments, command, program_file
         self.workspace = Path(workspace).resolve() if workspace is not None else None
         self.budget_s, self.failure_score, self.sections = budget_s, failure_score, tuple(sections)
@@ -51,7 +55,8 @@ class SandboxEvaluator:
         return {"exps": {"run_id": e.run_id, "metric": e.metric, "direction": e.direction, "proposer": e.proposer,
                          "home": str(e.home), "project": e.project, "min_delta": e.min_delta},
                 "command": self.command, "program_file": self.program_file, "workspace": self.workspace,
-                "budget_s": self.budget_s, "failure_score": self.failure_score, "sections": self.sections}
+                "budget_s": self.budget_s, "failure_score": self.failure_score, "sections": self.sections,
+                "feedback": self.feedback}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from .. import _config
@@ -63,6 +68,7 @@ class SandboxEvaluator:
         self.exps = Experiments(run_id, **kw)
         self.command, self.program_file, self.workspace = state["command"], state["program_file"], state["workspace"]
         self.budget_s, self.failure_score, self.sections = state["budget_s"], state["failure_score"], state["sections"]
+        self.feedback = state["feedback"]
 
     def __call__(self, program_path: str) -> Any:
         from openevolve.evaluation_result import EvaluationResult
@@ -86,8 +92,10 @@ class SandboxEvaluator:
         score = (ev.metric if self.exps.direction == "max" else -ev.metric) if ev.metric is not None and ok else self.failure_score
         metrics = {k: float(v) for k, v in ev.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         metrics.update({"combined_score": float(score), "ok": 1.0 if ok else 0.0})
-        artifacts: dict[str, str] = {"experiment_id": ev.experiment_id, "trace_id": ev.trace_id or "",
-                                     "status": f"{ev.status} (run: {ev.run_status})"}
+        artifacts: dict[str, str] = {"experiment_id": ev.experiment_id, "status": f"{ev.status} (run: {ev.run_status})"}
+        if self.feedback == "scores":
+            return metrics, artifacts
+        artifacts["trace_id"] = ev.trace_id or ""
         if ev.error:
             artifacts["error"] = ev.error[:4000]
         for name in self.sections:
