@@ -92,11 +92,12 @@ def test_hostile_candidates_are_invalid_rows_and_nothing_is_written_outside_or_t
     assert ok.metric == 1.0 and outside.read_text() == "untouched"  # the link was replaced, not written through
     through = exps.evaluate({"sub/x.py": "pwned"}, command=["python", "solve.py"], workspace=base)
     assert through.status == "invalid" and not (tmp_path / "x.py").exists()
-    for files in ({"../x.py": "a"}, {"/tmp/x.py": "a"}, {"a\0b": "a"}, {"big.py": "x" * (9 * 2**20)}, {"f.py": b"bytes"}):
+    for files in ({"../x.py": "a"}, {"/tmp/x.py": "a"}, {"a\0b": "a"}, {"big.py": "x" * (9 * 2**20)}, {"f.py": b"bytes"},
+                  {"f.py": "\ud800"}):
         ev = exps.evaluate(files, command=["python", "solve.py"])  # type: ignore[arg-type]
         assert ev.status == "invalid" and ev.error and ev.metric is None
     rows = exps.rows()
-    assert [r["status"] for r in rows] == ["baseline"] + ["invalid"] * 6 and all(r["error"] for r in rows[1:])
+    assert [r["status"] for r in rows] == ["baseline"] + ["invalid"] * 7 and all(r["error"] for r in rows[1:])
 
 
 def test_caller_mistakes_are_clear_errors_that_lose_nothing_stored(home: Path) -> None:

@@ -74,5 +74,8 @@ def test_a_failing_program_is_recorded_with_its_stack_and_a_prediction_without_a
     metric = feedback_metric(lambda g, p: (0.0, "wrong capital"))
     out = metric(dspy.Example(country="Peru", capital="Lima"), dspy.Prediction(capital="x"))
     assert out.score == 0.0 and "wrong capital" in out.feedback and "traced" in out.feedback
+    forged = dspy.Prediction(capital="x")
+    forged._tracekit_trace_id = "' OR 1=1 --"  # a program may set anything there: it is never SQL
+    assert "no train case" in metric(None, forged).feedback
     with pytest.raises(Exception, match="finite number"):
         feedback_metric(lambda g, p: float("nan"))(None, dspy.Prediction(capital="x"))

@@ -96,7 +96,10 @@ def as_files(candidate: Mapping[str, str] | str, text_file: str = TEXT_FILE) -> 
             raise OptimizerError(f"candidate file {problem}; name files relative to the workspace, without '..'")
         if not isinstance(text, str):
             raise OptimizerError(f"candidate file {rel!r} holds {type(text).__name__}, not text")
-        total += len(text.encode("utf-8", "surrogatepass"))
+        try:
+            total += len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise OptimizerError(f"candidate file {rel!r} is not valid text (a lone surrogate); give UTF-8 text") from None
         if total > MAX_CANDIDATE_BYTES:
             raise OptimizerError(f"the candidate is over {MAX_CANDIDATE_BYTES // 2**20} MiB; keep candidates to source text")
         out[str(rel)] = text

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,7 @@ from ._evaluate import TEXT_FILE, Candidate, Evaluation, TaskFactory, as_files, 
 if TYPE_CHECKING:
     from ..evals import Task
 
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
 RUN_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -300,7 +302,10 @@ class Experiments:
 
 
 def case_digest(trace_id: str, home: str | Path | None = None, budget: int | None = None) -> str:
-    """`Experiments.case_digest` for any store (tracekit's configured one by default)."""
+    """`Experiments.case_digest` for any store (tracekit's configured one by default); empty for anything
+    that is not a trace id (it may come from an optimizer's objects, e.g. a DSPy prediction)."""
+    if not isinstance(trace_id, str) or not TRACE_ID.fullmatch(trace_id):
+        return ""
     from .._config import get_settings
     from ..optimizer._context_evals import CASE_BUDGET, render_case
     from ..optimizer._section import SectionInput

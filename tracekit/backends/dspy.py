@@ -108,7 +108,7 @@ def feedback_metric(score: Callable[[Any, Any], Any], *, home: str | Path | None
             evidence = "(no trace: wrap the program with tracekit.backends.dspy.traced to give feedback from its trace)"
         else:
             flush()
-            evidence = case_digest(str(tid), home, budget) or f"(trace {tid} holds no train case)"
+            evidence = case_digest(str(tid), home, budget) or f"(trace {str(tid)[:40]!r} holds no train case)"
         head = f"score {float(value):.4g}" + (f": {why}" if why else "")
         return _dspy().Prediction(score=float(value), feedback=f"{head}\n{evidence}")
 
