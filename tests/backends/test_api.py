@@ -80,6 +80,27 @@ def test_an_eval_task_candidate_gets_per_case_traces_and_the_digest_shows_train_
     assert fixed.status == "keep" and fixed.metric == 1.0
 
 
+def test_an_eval_task_runs_each_case_of_the_candidate_in_the_sandbox(home: Path) -> None:
+    from tracekit.evals import sandboxed, scorers
+
+    solve = "import sys\nprint({'France': 'Paris', 'Japan': 'Tokyo'}.get(sys.argv[1], 'unknown'))\n"
+    exps = Experiments("api-sandboxed", metric="accuracy")
+
+    def task(c: Candidate) -> Task:
+        return Task([Sample("France", "Paris", id="fr"), Sample("Kenya", "Nairobi", id="ke")], name="caps", retries=0,
+                    solver=sandboxed(["python", "solve.py", "{input}"], workspace=c.workspace, budget_s=20),
+                    scorers=[scorers.exact()])
+
+    seed = exps.evaluate({"solve.py": solve}, task=task)
+    assert seed.metric == 0.5 and seed.status == "baseline"
+    better = exps.evaluate({"solve.py": solve.replace("'Japan': 'Tokyo'", "'Kenya': 'Nairobi'")}, task=task, parent=seed)
+    assert better.metric == 1.0 and better.status == "keep"
+    from tracekit.store import Database
+
+    runs = Database(home).sql("SELECT count(*) FROM spans WHERE kind = 'run' AND experiment_id LIKE 'api-sandboxed-%'").fetchall()
+    assert runs == [(4,)]  # one sandboxed run per case and candidate
+
+
 def test_hostile_candidates_are_invalid_rows_and_nothing_is_written_outside_or_through_links(home: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("untouched")
