@@ -55,16 +55,17 @@ def pick(text_seen: str, current: str, tried: set[str], rng: random.Random) -> E
     return rng.choice(matched or untried)
 
 
-def reached(exps: Experiments) -> tuple[int | None, int]:
-    """(experiments after the first until val accuracy 1.0, experiments run after the first)."""
-    rows = exps.rows()[1:]
-    for i, r in enumerate(rows, 1):
+def reached(exps: Experiments) -> tuple[int | None, float]:
+    """(experiments after the first until val accuracy 1.0, or None; the best val accuracy seen)."""
+    rows = exps.rows()
+    best = max((float(r["metric"]) for r in rows if r.get("metric") is not None), default=0.0)
+    for i, r in enumerate(rows[1:], 1):
         if r.get("metric") is not None and float(r["metric"]) >= 1.0 - 1e-9:
-            return i, len(rows)
-    return None, len(rows)
+            return i, best
+    return None, best
 
 
-def run_gepa(feedback: str, seed: int, max_experiments: int, work: Path) -> int | None:
+def run_gepa(feedback: str, seed: int, max_experiments: int, work: Path) -> tuple[int | None, float]:
     from gepa.optimize_anything import EngineConfig, GEPAConfig, ReflectionConfig, optimize_anything
 
     from tracekit.backends.gepa import anything_evaluator
@@ -87,7 +88,7 @@ def run_gepa(feedback: str, seed: int, max_experiments: int, work: Path) -> int 
                       config=GEPAConfig(engine=EngineConfig(max_candidate_proposals=max_experiments, cache_evaluation=True,
                                                             run_dir=str(root / "gepa"), seed=seed),
                                         reflection=ReflectionConfig(custom_candidate_proposer=propose, reflection_lm=None)))
-    return reached(exps)[0]
+    return reached(exps)
 
 
 class EvidenceClient:
@@ -109,8 +110,10 @@ class EvidenceClient:
         about = prompt.split("# Program Evolution History")[0]
         code = re.search(r"# Current Program\n```\w*\n(.*?)\n```", prompt, re.S)
         edit = pick(about, code.group(1) if code else prompt, set(), self.rng)
-        if os.environ.get("BENCH_LOG"):
-            open(os.environ["BENCH_LOG"], "a").write(f"=== {edit and edit.name} code={bool(code)}\n{about[-1500:]}\n")
+        if os.environ.get("BENCH_LOG"):  # what it read and chose, for debugging the stand-in
+            fitness = re.findall(r"Fitness: [\d.]+", about)
+            with open(os.environ["BENCH_LOG"], "a") as log:
+                log.write(f"{edit.name if edit else None} {fitness}\n")
         if edit is None:
             return "No change."
         return f"<<<<<<< SEARCH\n{edit.search}\n=======\n{edit.replace}\n>>>>>>> REPLACE\n"
@@ -120,7 +123,7 @@ def evidence_client(cfg: Any) -> EvidenceClient:
     return EvidenceClient(cfg)
 
 
-def run_openevolve(feedback: str, seed: int, max_experiments: int, work: Path) -> int | None:
+def run_openevolve(feedback: str, seed: int, max_experiments: int, work: Path) -> tuple[int | None, float]:
     import openevolve
     from openevolve.config import Config, LLMModelConfig
 
@@ -141,7 +144,7 @@ def run_openevolve(feedback: str, seed: int, max_experiments: int, work: Path) -
     os.environ["BENCH_SEED"] = str(seed)
     openevolve.run_evolution((root / FILE).read_text(), evaluator, config=config, iterations=max_experiments,
                              output_dir=str(root / "oe"), cleanup=False, target_score=1.0)
-    return reached(exps)[0]
+    return reached(exps)
 
 
 def main() -> None:
@@ -152,26 +155,29 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tracekit-bench-backends-"))
     tracekit.configure(home=work / "home")
-    results: dict[tuple[str, str], list[int | None]] = {}
+    results: dict[tuple[str, str], list[tuple[int | None, float]]] = {}
     try:
         for seed in range(args.seeds):
             for name in args.only:
                 for feedback in ("traces", "scores"):
                     if name == "loop":
-                        got = run_once(feedback, seed, args.max_experiments, False, None, work)["reached"]
+                        res = run_once(feedback, seed, args.max_experiments, False, None, work)
+                        got = (res["reached"], res["best"])
                     elif name == "gepa":
                         got = run_gepa(feedback, seed, args.max_experiments, work)
                     else:
                         got = run_openevolve(feedback, seed, args.max_experiments, work)
                     results.setdefault((name, feedback), []).append(got)
-                    print(f"seed {seed} {name:10s} {feedback:6s}: optimum after {got or '-'} experiments", flush=True)
+                    print(f"seed {seed} {name:10s} {feedback:6s}: optimum after {got[0] or '-'} experiments, "
+                          f"best val accuracy {got[1]:.3f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"seeds: {args.seeds}\nmax_experiments: {args.max_experiments}")
     for (name, feedback), got in results.items():
-        counted = [g if g is not None else args.max_experiments + 1 for g in got]
+        counted = [g if g is not None else args.max_experiments + 1 for g, _ in got]
         print(f"{name}_{feedback}_experiments_to_optimum_mean: {statistics.mean(counted):.2f} "
-              f"(reached {sum(g is not None for g in got)}/{len(got)})")
+              f"(reached {sum(g is not None for g, _ in got)}/{len(got)}); "
+              f"best_val_accuracy_mean: {statistics.mean(b for _, b in got):.3f}")
 
 
 if __name__ == "__main__":
