@@ -74,14 +74,15 @@ def run_gepa(feedback: str, seed: int, max_experiments: int, work: Path) -> tupl
     shutil.copytree(TARGET, root, ignore=shutil.ignore_patterns(".tracekit", "__pycache__"))
     exps = Experiments(f"gepa-{feedback}-{seed}", metric=METRIC, proposer="gepa")
     evaluate = anything_evaluator(exps, COMMAND, workspace=root, text_file=FILE, budget_s=120, feedback=feedback)
-    rng, tried = random.Random(f"{seed}"), set()
+    rng, tried = random.Random(f"{seed}"), {}  # edits proposed per parent: never the same one twice on it
 
     def propose(candidate: dict[str, str], reflective_dataset: Any, components: list[str]) -> dict[str, str]:
         key = components[0]
-        edit = pick(str(reflective_dataset), candidate[key], tried, rng)
+        done = tried.setdefault(candidate[key], set())
+        edit = pick(str(reflective_dataset), candidate[key], done, rng)
         if edit is None:
             return {key: candidate[key]}
-        tried.add(edit.name)
+        done.add(edit.name)
         return {key: candidate[key].replace(edit.search, edit.replace, 1)}
 
     optimize_anything((root / FILE).read_text(), evaluator=evaluate, objective="Make every eval case pass.",

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,6 +79,7 @@ class Experiments:
         self.project = project or settings.project
         self.min_delta = float(min_delta)
         self.ledger = Ledger(self.home, run_id)
+        self._lock = threading.Lock()  # optimizers evaluate from threads (GEPA's engine): one ledger update at a time
         if (self.ledger.dir / "run.json").exists():
             raise OptimizerError(f"run {run_id!r} in {self.home} is a `tracekit optimize` run; give the backend run another id")
 
@@ -85,8 +87,9 @@ class Experiments:
 
     def rows(self) -> list[ExperimentRow]:
         """This run's `experiments` rows, oldest first (re-read: other processes may have added some)."""
-        self.ledger.load()
-        return list(self.ledger.rows)
+        with self._lock:
+            self.ledger.load()
+            return list(self.ledger.rows)
 
     def incumbent(self) -> ExperimentRow | None:
         """The best baseline or keep so far (by metric and direction), the parent a new candidate starts from."""
@@ -115,19 +118,29 @@ class Experiments:
                parent: "Evaluation | str | None" = None, run_status: str = "ok", description: str = "",
                proposer: str | None = None, cost: Cost | None = None, model: str | None = None,
                metrics: Mapping[str, float] | None = None, error: str | None = None, trace_id: str | None = None,
-               stdout_tail: str | None = None, stderr_tail: str | None = None, experiment_id: str | None = None,
-               seq: int | None = None, run_s: float | None = None, feedback: str = "traces",
-               exit_code: int | None = None) -> ExperimentRow:
+               stdout_tail: str | None = None, stderr_tail: str | None = None, run_s: float | None = None,
+               feedback: str = "traces", exit_code: int | None = None) -> ExperimentRow:
         """Write one experiment's row: its candidate's diff from the parent, its metric and status (decided
         against the parent's metric when not given: baseline without a parent, crash / timeout / invalid
-        for a failed run, keep when it scores and its parent did not, else keep or discard by `min_delta`). Returns the row as written."""
+        for a failed run, keep when it scores and its parent did not, else keep or discard by `min_delta`).
+        Returns the row as written."""
+        return self._record(files, None, metric=metric, status=status, parent=parent, run_status=run_status,
+                            description=description, proposer=proposer, cost=cost, model=model, metrics=metrics,
+                            error=error, trace_id=trace_id, stdout_tail=stdout_tail, stderr_tail=stderr_tail,
+                            run_s=run_s, feedback=feedback, exit_code=exit_code)
+
+    def _record(self, files: Mapping[str, str] | str, ids: tuple[int, str] | None, *, metric: float | None,
+                status: str | None, parent: "Evaluation | str | None", run_status: str, description: str,
+                proposer: str | None, cost: Cost | None, model: str | None, metrics: Mapping[str, float] | None,
+                error: str | None, trace_id: str | None, stdout_tail: str | None, stderr_tail: str | None,
+                run_s: float | None, feedback: str, exit_code: int | None) -> ExperimentRow:
+        """`record` under the (seq, id) `evaluate` claimed before its run, or a new one."""
         cand = as_files(files) if files else {}  # no files: an invalid candidate, recorded with its reason
         if metric is not None and (not isinstance(metric, (int, float)) or not math.isfinite(metric)):
             raise OptimizerError(f"metric {metric!r} is not a finite number; record a failed run with metric=None")
         prow = self._parent_row(parent)
         pfiles = self.candidate_files(prow["experiment_id"]) if prow else {}
-        if seq is None or experiment_id is None:
-            seq, experiment_id = self._new_id()
+        seq, experiment_id = ids if ids is not None else self._new_id()
         pmetric = prow.get("metric") if prow else None
         improvement = None
         if metric is not None and pmetric is not None:
@@ -162,8 +175,9 @@ class Experiments:
         self.ledger.write_intent({"experiment_id": experiment_id, "seq": seq, "parent_id": row["parent_id"],
                                   "proposer": row["proposer"], "description": row["description"], "trace_id": trace_id})
         write_file(self.ledger.exp_dir(experiment_id) / "candidate.json", json.dumps(cand), anchor=self.ledger.dir)
-        self.ledger.load()  # rows other processes wrote meanwhile: results.tsv is regenerated from all of them
-        self.ledger.write_outcome(row)
+        with self._lock:
+            self.ledger.load()  # rows other processes wrote meanwhile: results.tsv is regenerated from all of them
+            self.ledger.write_outcome(row)
         return row
 
     def candidate_files(self, experiment_id: str) -> dict[str, str]:
@@ -232,10 +246,10 @@ class Experiments:
                         remove_tree(ws, anchor=self.ledger.dir)
         finally:
             ev.wall_s = time.monotonic() - t0
-            row = self.record(ev.files, metric=ev.metric, parent=parent, run_status=ev.run_status,
-                              description=description, proposer=proposer, cost=cost, model=model, metrics=ev.metrics,
-                              error=ev.error, trace_id=ev.trace_id, stdout_tail=out, stderr_tail=err, experiment_id=eid,
-                              seq=seq, run_s=ev.wall_s, exit_code=ev.result.exit_code if ev.result else None)
+            row = self._record(ev.files, (seq, eid), metric=ev.metric, status=None, parent=parent, run_status=ev.run_status,
+                               description=description, proposer=proposer, cost=cost, model=model, metrics=ev.metrics,
+                               error=ev.error, trace_id=ev.trace_id, stdout_tail=out, stderr_tail=err, run_s=ev.wall_s,
+                               feedback="traces", exit_code=ev.result.exit_code if ev.result else None)
             ev.status, ev.improvement = row["status"], row.get("improvement")
             root.set_attributes({"tracekit.optimizer.status": ev.status, "tracekit.run.status": ev.run_status})
             if ev.metric is None:
