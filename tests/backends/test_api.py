@@ -163,3 +163,24 @@ def test_a_one_line_text_cut_to_a_small_budget_is_never_longer_than_it_was(budge
     text = "MARK " * 50
     cut = elide(text, budget)
     assert len(cut) < len(text) and "chars elided" in cut
+
+
+def test_threads_recording_into_one_run_lose_no_row(home: Path) -> None:
+    """GEPA's engine evaluates candidates from a thread pool through one Experiments object."""
+    import threading
+
+    exps = Experiments("api-threads", metric="score")
+
+    def work(n: int) -> None:
+        for i in range(8):
+            exps.record({"f.py": f"{n}-{i}"}, metric=float(i), status="discard")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = exps.rows()
+    assert sorted(r["seq"] for r in rows) == list(range(32))
+    tsv = (home / "optimizer" / "api-threads" / "results.tsv").read_text().splitlines()
+    assert len(tsv) == 33  # the header and every row: regenerated from all of them
