@@ -55,6 +55,17 @@ def pick(text_seen: str, current: str, tried: set[str], rng: random.Random) -> E
     return rng.choice(matched or untried)
 
 
+def flat(value: Any) -> str:
+    """Every string in a nested structure, joined: the text an LLM would read (a repr would escape quotes)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "\n".join(flat(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return "\n".join(flat(v) for v in value)
+    return str(value)
+
+
 def reached(exps: Experiments) -> tuple[int | None, float]:
     """(experiments after the first until val accuracy 1.0, or None; the best val accuracy seen)."""
     rows = exps.rows()
@@ -79,7 +90,7 @@ def run_gepa(feedback: str, seed: int, max_experiments: int, work: Path) -> tupl
     def propose(candidate: dict[str, str], reflective_dataset: Any, components: list[str]) -> dict[str, str]:
         key = components[0]
         done = tried.setdefault(candidate[key], set())
-        edit = pick(str(reflective_dataset), candidate[key], done, rng)
+        edit = pick(flat(reflective_dataset), candidate[key], done, rng)
         if edit is None:
             return {key: candidate[key]}
         done.add(edit.name)
