@@ -42,6 +42,7 @@ PUBLIC = {
         "TransientError", "accuracy", "compare", "is_transient", "load_task", "mean", "pass_at_k", "run_eval",
         "run_eval_async", "sandboxed", "scorers", "stderr", "task",
     ],
+    "tracekit.backends": ["Candidate", "Evaluation", "Experiments"],
     "tracekit.optimizer": [
         "ALARMS", "AlarmInput", "PROPOSERS", "STATUSES", "Cost", "Ledger", "Noise", "Optimizer", "Proposal", "ProposalContext", "Proposer",
         "ProposerExhausted", "Section", "Summary", "Target", "load_target", "register_section",
@@ -98,6 +99,6 @@ def test_the_root_holds_only_the_span_path_the_facade_and_the_subpackages() -> N
     entries = {p.name for p in (ROOT / "tracekit").iterdir() if p.name != "__pycache__"}
     assert entries == {
         "__init__.py", "__main__.py", "_config.py", "_decorators.py", "_errors.py", "_exporter.py", "_query.py",
-        "py.typed", "testing.py", "_cli", "_util", "collector", "evals", "llm", "optimizer", "sandbox", "store",
+        "py.typed", "testing.py", "_cli", "_util", "backends", "collector", "evals", "llm", "optimizer", "sandbox", "store",
         "trajectories", "ui",
     }, sorted(entries)

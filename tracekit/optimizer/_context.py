@@ -16,13 +16,13 @@ harness's sections (failing cases, their trajectories) live in `_context_evals`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._context_evals import render_cases, render_trajectories
-from ._section import Section, SectionInput
+from ._section import Section, SectionInput, elide
 
 if TYPE_CHECKING:
     from ..store import Database
@@ -30,37 +30,7 @@ if TYPE_CHECKING:
     from ._target import Target
 
 
-def elide(text: str, budget: int, keep: str = "both") -> str:
-    """`text` cut to about `budget` characters, keeping whole lines at the head and/or tail."""
-    if len(text) <= budget:
-        return text
-    lines = text.splitlines()
-    if len(lines) <= 1:
-        half = max(budget // 2 - 20, 0)
-        cut = len(text) - 2 * half
-        return text[:half] + f" … {cut} chars elided … " + text[-half:] if keep == "both" else (
-            text[-budget:] if keep == "tail" else text[:budget])
-    room = max(budget - 40, 0)
-    head_room = {"both": room * 2 // 5, "head": room, "tail": 0}[keep]
-    tail_room = room - head_room
-    head: list[str] = []
-    used = 0
-    for ln in lines:
-        if used + len(ln) + 1 > head_room:
-            break
-        head.append(ln)
-        used += len(ln) + 1
-    tail: list[str] = []
-    used = 0
-    for ln in reversed(lines[len(head):]):
-        if used + len(ln) + 1 > tail_room:
-            break
-        tail.append(ln)
-        used += len(ln) + 1
-    tail.reverse()
-    skipped = len(lines) - len(head) - len(tail)
-    return "\n".join(head + [f"… {skipped} lines elided …"] + tail)
-
+DIGEST_BUDGET = 40_000  # characters of a trace digest: the trace sections' share of the 100k prompt
 
 
 def _fmt(v: Any) -> str:
@@ -87,6 +57,8 @@ def _repair(inp: SectionInput) -> str:
 
 def _task(inp: SectionInput) -> str:
     t = inp.target
+    if t is None:  # a trace digest (no target): this section is not one of its sections
+        return ""
     scored = [(m, r["experiment_id"]) for r in inp.rows if r["status"] in ("baseline", "keep") and (m := r.get("metric")) is not None]
     best = (max if t.direction == "max" else min)(scored, key=lambda s: s[0]) if scored else None
     counts = Counter(r["status"] for r in inp.rows)
@@ -272,25 +244,46 @@ class ContextBuilder:
         focus: list[Mapping[str, Any]] = [parent, *recent]
         db.refresh()
         inp = SectionInput(db, self.target, self.run_id, parent, rows, files, focus, repair, self.feedback == "traces")
-        rendered: list[tuple[Section, str]] = []
-        for s in self.sections:
-            if s.trace and self.feedback != "traces":
-                continue
-            try:
-                body = s.render(inp).strip()
-            except Exception as exc:  # a section must never block a proposal
-                body = f"(section unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-            if body:
-                rendered.append((s, elide(body, s.budget, s.keep)))
-        total = sum(len(b) for _, b in rendered)
-        if total > self.total_budget:
-            for s in sorted((s for s, _ in rendered), key=lambda s: -s.priority):
-                if total <= self.total_budget or s.priority <= 1:
-                    continue
-                i = next(i for i, (x, _) in enumerate(rendered) if x is s)
-                old = rendered[i][1]
-                new = elide(old, max(200, len(old) - (total - self.total_budget)), s.keep)
-                rendered[i] = (s, new)
-                total += len(new) - len(old)
-        return "\n\n".join(f"## {s.title}\n{b}" for s, b in rendered)
+        chosen = [s for s in self.sections if not s.trace or self.feedback == "traces"]
+        return render_sections(inp, chosen, self.total_budget)
 
+
+def render_sections(inp: SectionInput, sections: list[Section], total_budget: int) -> str:
+    """Each section rendered and cut to its budget; past `total_budget`, the least important shrink first.
+
+    The one renderer behind the built-in proposer's prompt and the backend API's trace digest
+    (`trace_digest`), so both show the same evidence under the same budgets.
+    """
+    rendered: list[tuple[Section, str]] = []
+    for s in sections:
+        try:
+            body = s.render(inp).strip()
+        except Exception as exc:  # a section must never block a proposal
+            body = f"(section unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        if body:
+            rendered.append((s, elide(body, s.budget, s.keep)))
+    total = sum(len(b) for _, b in rendered)
+    if total > total_budget:
+        for s in sorted((s for s, _ in rendered), key=lambda s: -s.priority):
+            if total <= total_budget or s.priority <= 1:
+                continue
+            i = next(i for i, (x, _) in enumerate(rendered) if x is s)
+            old = rendered[i][1]
+            new = elide(old, max(200, len(old) - (total - total_budget)), s.keep)
+            rendered[i] = (s, new)
+            total += len(new) - len(old)
+    return "\n\n".join(f"## {s.title}\n{b}" for s, b in rendered)
+
+
+def trace_digest(db: "Database", focus: list[Mapping[str, Any]], total_budget: int = DIGEST_BUDGET,
+                 only: Sequence[str] | None = None) -> str:
+    """The trace sections of the proposer's context (errors and stack traces, failing cases with their
+    trajectories, metric curves, output tails, slowest spans) for `focus`: `experiments` rows, the
+    first one in the incumbent's place; `only` picks sections by name. Same sections, same budgets,
+    same renderer as the prompt."""
+    if not focus:
+        return ""
+    db.refresh()
+    inp = SectionInput(db, None, str(focus[0].get("run_id") or ""), focus[0], [], {}, focus, None, True)
+    chosen = [s for s in SECTIONS if s.trace and (only is None or s.name in only)]
+    return render_sections(inp, chosen, total_budget)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._util.jsonutil import loads_limited
 from ..store import sql_literal
+from ._section import elide
 
 if TYPE_CHECKING:
     from ._section import SectionInput
@@ -42,8 +43,9 @@ SELECT experiment_id, trace_id, span_id,
        list_filter(events, lambda e: e.name = 'exception')[1].attributes->>'$."exception.stacktrace"' AS stack
 FROM spans
 WHERE kind = 'eval' AND parent_span_id IS NULL AND attributes->>'$."tracekit.eval.split"' = 'train'
-  AND experiment_id IN ({ids})
+  AND {where}
 """
+CASE_BUDGET = 12000 // MAX_TRAJECTORIES  # one case's share of the trajectories section's budget
 
 
 
@@ -69,7 +71,8 @@ def _json_text(value: str | None) -> str:
 def _roots(inp: "SectionInput", ids: list[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    return inp.sql(_ROOTS.format(ids=", ".join(sql_literal(i) for i in ids)) + " ORDER BY case_id, epoch")
+    where = "experiment_id IN (" + ", ".join(sql_literal(i) for i in ids) + ")"
+    return inp.sql(_ROOTS.format(where=where) + " ORDER BY case_id, epoch")
 
 
 def _why(r: dict[str, Any]) -> str:
@@ -220,3 +223,25 @@ def render_trajectories(inp: "SectionInput") -> str:
         head = f"### case `{r['case_id']}` (trace {r['trace_id']}): {_short(_why(r), 200)}"
         parts.append(head + "\n" + ("\n".join(steps) if steps else "(no LLM or tool calls recorded)"))
     return "\n\n".join(parts)
+
+
+def render_case(inp: "SectionInput", trace_id: str, budget: int = CASE_BUDGET) -> str:
+    """One train case by its trace id: the case line of `eval_cases` (input, output, why, traceback
+    tail) and its trajectory as `eval_trajectories` shows it, cut to `budget`. Empty when the trace
+    is not a train case's (val and test traces never reach an optimizer)."""
+    rows = inp.sql(_ROOTS.format(where="trace_id = " + sql_literal(trace_id)))
+    if not rows:
+        return ""
+    r = rows[0]
+    text = _case_line(r)
+    if not r["stack"]:  # the case went on after an error below it (a caught tool error): show where that was
+        inner = inp.sql(
+            "SELECT name, list_filter(events, lambda e: e.name = 'exception')[1].attributes->>'$.\"exception.stacktrace\"' AS stack "
+            f"FROM spans WHERE trace_id = {sql_literal(trace_id)} AND len(events) > 0 ORDER BY start_time DESC")
+        stack = next((x for x in inner if x["stack"]), None)
+        if stack:
+            tail = [ln for ln in stack["stack"].strip().splitlines() if ln.strip()][-6:]
+            text += f"\n  stack trace (span {stack['name']}):\n" + "\n".join("    " + _short(ln, 200) for ln in tail)
+    steps = _trajectory(inp, trace_id)
+    text += "\n" + ("\n".join(steps) if steps else "(no LLM or tool calls recorded)")
+    return elide(text, budget, keep="head")

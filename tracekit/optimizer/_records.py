@@ -23,11 +23,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from .._errors import OptimizerError
 from ..store._tables import ExperimentRow
-from ._context import ContextBuilder, elide
+from ._context import ContextBuilder
 from ._execute import Flight, Parent
 from ._proposer import Proposal, ProposalContext, Proposer
 from ._runs import RunStage
 from ._safefs import own_dir, remove_tree
+from ._section import elide
 from ._session import Session, host_facts
 from ._target import Target
 from ._validate import Candidate, InvalidProposal, build_candidate, content_hash

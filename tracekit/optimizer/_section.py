@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @dataclass
 class SectionInput:
     db: "Database"
-    target: "Target"
+    target: "Target | None"  # None in a trace digest (`trace_digest`), which renders only the trace sections
     run_id: str
     # the incumbent's row with the noise and threshold in force; only those while its baseline still runs
     parent: Mapping[str, Any]
@@ -46,3 +46,35 @@ class Section:
     priority: int = 5  # lower survives longer when the total budget is exceeded
     trace: bool = False  # left out with --feedback scores
     keep: str = "both"  # which end elision keeps: both | head | tail
+
+
+def elide(text: str, budget: int, keep: str = "both") -> str:
+    """`text` cut to about `budget` characters, keeping whole lines at the head and/or tail."""
+    if len(text) <= budget:
+        return text
+    lines = text.splitlines()
+    if len(lines) <= 1:
+        half = max(budget // 2 - 20, 0)
+        cut = len(text) - 2 * half
+        return text[:half] + f" … {cut} chars elided … " + text[len(text) - half:] if keep == "both" else (
+            text[-budget:] if keep == "tail" else text[:budget])
+    room = max(budget - 40, 0)
+    head_room = {"both": room * 2 // 5, "head": room, "tail": 0}[keep]
+    tail_room = room - head_room
+    head: list[str] = []
+    used = 0
+    for ln in lines:
+        if used + len(ln) + 1 > head_room:
+            break
+        head.append(ln)
+        used += len(ln) + 1
+    tail: list[str] = []
+    used = 0
+    for ln in reversed(lines[len(head):]):
+        if used + len(ln) + 1 > tail_room:
+            break
+        tail.append(ln)
+        used += len(ln) + 1
+    tail.reverse()
+    skipped = len(lines) - len(head) - len(tail)
+    return "\n".join(head + [f"… {skipped} lines elided …"] + tail)
