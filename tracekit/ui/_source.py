@@ -22,6 +22,7 @@ from .._errors import QueryError
 from ..collector._auth import Tokens
 from ..collector._sql import SqlLimits
 from ..collector._sqlpool import Answer, SqlService
+from ._writes import WriteSource
 
 if TYPE_CHECKING:
     from ..collector._state import CollectorState
@@ -33,18 +34,11 @@ class Unavailable(QueryError):
     """SQL cannot start (the store's views are broken, or the workers cannot start)."""
 
 
-class Source(Protocol):
+class Source(WriteSource, Protocol):
+    """What the pages read from: a store, its SQL workers, and who may write (`_writes.WriteSource`)."""
+
     @property
     def home(self) -> Path: ...
-
-    @property
-    def tokens(self) -> Tokens: ...
-
-    @property
-    def allow_writes(self) -> bool: ...
-
-    @property
-    def read_only_reason(self) -> str: ...
 
     def service(self) -> SqlService: ...
 
